@@ -20,7 +20,8 @@ export const nodeShaderSource: ShaderSource = (name) => {
 
 let gpuObject: GPU | null = null;
 
-async function nodeGpu(): Promise<GPU> {
+/** The `GPU` object of the webgpu package (globals such as GPUBufferUsage installed). */
+export async function nodeGpu(): Promise<GPU> {
   if (gpuObject) return gpuObject;
   let mod: { create: (opts: string[]) => GPU; globals: object };
   try {
@@ -34,10 +35,12 @@ async function nodeGpu(): Promise<GPU> {
   return gpuObject;
 }
 
-export async function acquireNodeContext(options: ContextOptions = {}): Promise<GpuContext> {
+export async function acquireNodeContext(
+  options: ContextOptions & { shaderSource?: ShaderSource } = {},
+): Promise<GpuContext> {
   const gpu = await nodeGpu();
   try {
-    return await acquireContext(gpu, nodeShaderSource, options);
+    return await acquireContext(gpu, options.shaderSource ?? nodeShaderSource, options);
   } catch (e) {
     if (e instanceof WebGpuUnavailableError && !process.env.VK_ICD_FILENAMES) {
       throw new WebGpuUnavailableError(
