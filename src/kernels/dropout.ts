@@ -1,7 +1,7 @@
 // Host side of shaders/dropout.wgsl: inverted dropout with the counter-based Philox stream of
-// src/ref/rng.ts. The mask is a pure function of (seed, offset, p): the backward regenerates it.
+// src/util/rng.ts. The mask is a pure function of (seed, offset, p): the backward regenerates it.
 import { grid1d, KernelArgumentError, numel, params, type CommandBatch, type GpuTensor, type KernelSpec } from '../gpu';
-import { splitU64 } from '../ref/rng';
+import { splitU64 } from '../util/rng';
 import { expectSameSize } from './check';
 
 const WG = 256;

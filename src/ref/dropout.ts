@@ -1,4 +1,4 @@
-// float64 reference: inverted dropout driven by the counter-based Philox stream of src/ref/rng.ts.
+// float64 reference: inverted dropout driven by the counter-based Philox stream of src/util/rng.ts.
 //
 //   u_i    = uniform24(randomU32(seed, offset + i))        top 24 bits of the stream word, in [0, 1)
 //   keep_i = u_i < 1 − p                                   P(keep) = 1 − p
@@ -6,9 +6,9 @@
 //   dx_i   = keep_i · dy_i / (1 − p)                       the mask is regenerated from (seed, offset)
 //
 // Dropped elements are exactly 0, even where x is NaN or ±Inf (the mask selects, it does not multiply).
-import { randomU32, uniform24 } from './rng';
+import { randomU32, uniform24 } from '../util/rng';
 
-export { philox4x32, randomU32, uniform24 } from './rng';
+export { philox4x32, randomU32, uniform24 } from '../util/rng';
 
 export interface DropoutArgs {
   /** Probability of dropping an element, in [0, 1]. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { dropoutBackward as gpuBackward, dropoutForward as gpuForward } from '../../src/kernels/dropout';
 import * as ref from '../../src/ref/dropout';
-import { mulHi32, philox4x32, randomU32 } from '../../src/ref/rng';
+import { mulHi32, philox4x32, randomU32 } from '../../src/util/rng';
 import { TOL_ELEMENTWISE, expectClose } from '../helpers/compare';
 import { checkGradients } from '../helpers/finite-diff';
 import { download, gpu, upload } from '../helpers/gpu';
@@ -12,7 +12,7 @@ import { rng, uniform } from '../helpers/random';
 
 const hex = (a: Uint32Array): string => [...a].map((w) => w.toString(16).padStart(8, '0')).join(' ');
 
-describe('Philox-4x32-10 (src/ref/rng.ts)', () => {
+describe('Philox-4x32-10 (src/util/rng.ts)', () => {
   it('matches the Random123 known-answer vectors', () => {
     expect(hex(philox4x32([0, 0, 0, 0], [0, 0]))).toBe('6627e8d5 e169c58d bc57ac4c 9b00dbd8');
     const ones = 0xffffffff;

@@ -12,7 +12,8 @@
 // elements. Callers that draw several tensors from one seed give each draw its own range of
 // positions (an `offset` advanced by the number of elements drawn), so draws never overlap.
 //
-// This file is shared by dropout (the reference and the host), weight init and sampling.
+// This file is shared by dropout (the reference and the host), weight init and sampling; it lives in
+// src/util (not src/ref) because production code uses it.
 
 const M0 = 0xd2511f53; // round multipliers
 const M1 = 0xcd9e8d57;
