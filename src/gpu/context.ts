@@ -121,6 +121,10 @@ interface RecordedCopy {
   kind: 'copy';
   src: GpuTensor;
   dst: GpuTensor;
+  /** Byte offsets within the tensors and byte count (multiples of 4). */
+  srcByte: number;
+  dstByte: number;
+  bytes: number;
 }
 type Recorded = RecordedDispatch | RecordedClear | RecordedCopy;
 
@@ -156,7 +160,23 @@ export class CommandBatch {
     if (src.byteLength !== dst.byteLength) {
       throw new KernelArgumentError('copy', `${src.label} has ${src.byteLength} bytes, ${dst.label} has ${dst.byteLength}`);
     }
-    this.ops.push({ kind: 'copy', src, dst });
+    this.ops.push({ kind: 'copy', src, dst, srcByte: 0, dstByte: 0, bytes: Math.ceil(src.byteLength / 4) * 4 });
+    return this;
+  }
+
+  /**
+   * Copy `count` f32 elements from `src[srcElem…]` to `dst[dstElem…]` (e.g. new keys into a KV cache,
+   * one row out of a batch). Bounds are checked on the host.
+   */
+  copyElements(src: GpuTensor, srcElem: number, dst: GpuTensor, dstElem: number, count: number): this {
+    const bytes = count * 4;
+    if (srcElem < 0 || dstElem < 0 || count < 0 || srcElem * 4 + bytes > src.byteLength || dstElem * 4 + bytes > dst.byteLength) {
+      throw new KernelArgumentError(
+        'copyElements',
+        `copy of ${count} elements from ${src.label}[${srcElem}] to ${dst.label}[${dstElem}] is out of bounds`,
+      );
+    }
+    if (count > 0) this.ops.push({ kind: 'copy', src, dst, srcByte: srcElem * 4, dstByte: dstElem * 4, bytes });
     return this;
   }
 
@@ -454,7 +474,7 @@ export class GpuContext {
           pass = null;
         }
         if (op.kind === 'clear') enc.clearBuffer(op.tensor.buffer, op.tensor.offset, Math.ceil(op.tensor.byteLength / 4) * 4);
-        else enc.copyBufferToBuffer(op.src.buffer, op.src.offset, op.dst.buffer, op.dst.offset, Math.ceil(op.src.byteLength / 4) * 4);
+        else enc.copyBufferToBuffer(op.src.buffer, op.src.offset + op.srcByte, op.dst.buffer, op.dst.offset + op.dstByte, op.bytes);
       }
     }
     pass?.end();

@@ -122,3 +122,17 @@ describe('GpuContext', () => {
     expect(() => own.tensor([4])).toThrow(DeviceLostError);
   });
 });
+
+describe('CommandBatch copies', () => {
+  it('copies element ranges and checks bounds', async () => {
+    const c = await context();
+    const src = c.tensor([6], { data: Float32Array.from([1, 2, 3, 4, 5, 6]) });
+    const dst = c.tensor([5]);
+    await c.run((b) => b.copyElements(src, 1, dst, 2, 3));
+    expect([...(await c.readF32(dst))]).toEqual([0, 0, 2, 3, 4]);
+    expect(() => c.batch().copyElements(src, 4, dst, 0, 3)).toThrow(/out of bounds/);
+    const same = c.tensor([6]);
+    await c.run((b) => b.copy(src, same));
+    expect([...(await c.readF32(same))]).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+});
