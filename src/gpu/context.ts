@@ -135,7 +135,7 @@ type Recorded = RecordedDispatch | RecordedClear | RecordedCopy;
 export class CommandBatch {
   readonly ops: Recorded[] = [];
 
-  constructor(private readonly ctx: GpuContext) {}
+  constructor(readonly ctx: GpuContext) {}
 
   dispatch(spec: KernelSpec, args: { params: Uint8Array; tensors: readonly GpuTensor[]; grid: Grid }): this {
     if (args.tensors.length !== spec.bindings.length) {

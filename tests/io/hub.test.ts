@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { diskDownloadCache, keyPath } from '../../src/io/cache.node';
+import { diskDownloadCache, keyPath } from '../../src/io/cache-node';
 import type { ModelFiles } from '../../src/io/files';
 import {
   DownloadCancelledError,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { memoryFiles } from '../../src/io/files';
-import { directoryFiles } from '../../src/io/files.node';
+import { directoryFiles } from '../../src/io/files-node';
 import { openCheckpoint } from '../../src/model/checkpoint';
 import { fixture, hasFixture } from '../helpers/fixtures';
 import { tinyCheckpointFiles, tinyConfigJson, tinyWeights } from '../helpers/tiny-models';

@@ -1,0 +1,201 @@
+// The `webtune` command-line interface: a thin front door onto the same core as the web app.
+//   webtune info --model M
+//   webtune generate --model M (--prompt TEXT | --prompt-ids 1,2,3) [--chat] [--max-new-tokens N]
+//                    [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--seed S] [--json]
+import { parseArgs } from 'node:util';
+import { acquireNodeContext } from '../gpu/node';
+import { openCheckpoint } from '../model/checkpoint';
+import { parameterCount } from '../model/config';
+import { generate, TextStreamer } from '../model/generate';
+import { GpuModel } from '../model/gpu-model';
+import { InferenceSession } from '../model/inference';
+import { formatBytes, inferencePlan } from '../model/memory';
+import { TextTokenizer } from '../model/tokenizer';
+import { modelFilesFromArg } from './source';
+
+const USAGE = `usage:
+  webtune info --model M
+  webtune generate --model M (--prompt TEXT | --prompt-ids 1,2,3) [--chat] [--max-new-tokens N]
+                   [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--seed S] [--json]
+M is a model folder, an http(s) URL of one, or a Hugging Face Hub id (org/name[@revision]).
+--temperature 0 is greedy decoding; --prompt-ids bypasses the tokenizer.`;
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+const log = (line: string): void => void process.stderr.write(`${line}\n`);
+
+function num(v: string | undefined, name: string, fallback: number): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got "${v}"`);
+  return n;
+}
+
+async function loadCheckpoint(model: string | undefined) {
+  if (!model) throw new UsageError('--model is required');
+  return openCheckpoint(await modelFilesFromArg(model, log));
+}
+
+async function info(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { model: { type: 'string' }, json: { type: 'boolean' } } });
+  const ck = await loadCheckpoint(values.model);
+  const c = ck.config;
+  const dtypes = new Map<string, number>();
+  let params = 0;
+  for (const [name, t] of ck.tensors) {
+    const n = t.info.shape.reduce((a, b) => a * b, 1);
+    params += n;
+    dtypes.set(t.info.dtype, (dtypes.get(t.info.dtype) ?? 0) + n);
+    void name;
+  }
+  const plan32 = inferencePlan(c, { weightDType: 'f32', contextLength: Math.min(c.maxPositions, 2048) });
+  const plan16 = inferencePlan(c, { weightDType: 'f16', contextLength: Math.min(c.maxPositions, 2048) });
+  const out = {
+    architecture: c.hfClass,
+    parameters: parameterCount(c),
+    parametersInFiles: params,
+    dtypes: Object.fromEntries(dtypes),
+    layers: c.numLayers,
+    hidden: c.hiddenSize,
+    heads: c.numHeads,
+    kvHeads: c.numKvHeads,
+    headDim: c.headDim,
+    intermediate: c.intermediateSize,
+    vocab: c.vocabSize,
+    maxPositions: c.maxPositions,
+    tiedEmbeddings: c.tieWordEmbeddings,
+    tokenizer: ck.tokenizerJson ? 'tokenizer.json' : null,
+    memoryPlan: { f32: plan32, f16: plan16 },
+  };
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    return;
+  }
+  const lines = [
+    `architecture   ${c.hfClass} (${c.architecture})`,
+    `parameters     ${out.parameters.toLocaleString('en-US')}`,
+    `dtypes         ${[...dtypes].map(([d, n]) => `${d} ${n.toLocaleString('en-US')}`).join(', ')}`,
+    `shape          ${c.numLayers} layers, hidden ${c.hiddenSize}, ${c.numHeads} heads (${c.numKvHeads} KV) × ${c.headDim}, MLP ${c.intermediateSize}, vocab ${c.vocabSize}, context ${c.maxPositions}`,
+    `tokenizer      ${out.tokenizer ?? 'none (use --prompt-ids)'}`,
+    `memory plan    weights f32 ${formatBytes(plan32.weightBytes)} / f16 ${formatBytes(plan16.weightBytes)}; ` +
+      `KV cache (${Math.min(c.maxPositions, 2048)} tokens) ${formatBytes(plan32.kvCacheBytes)}; ` +
+      `activations ${formatBytes(plan32.activationBytes)}; total f32 ${formatBytes(plan32.totalBytes)}`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+async function generateCmd(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' },
+      adapter: { type: 'string' },
+      prompt: { type: 'string' },
+      'prompt-ids': { type: 'string' },
+      chat: { type: 'boolean' },
+      'max-new-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      'top-k': { type: 'string' },
+      'top-p': { type: 'string' },
+      'repetition-penalty': { type: 'string' },
+      seed: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+  });
+  if ((values.prompt === undefined) === (values['prompt-ids'] === undefined)) {
+    throw new UsageError('give exactly one of --prompt TEXT or --prompt-ids 1,2,3');
+  }
+  if (values.adapter) throw new UsageError('--adapter: loading adapters for generation arrives with the training engine (issue 4)');
+  const ck = await loadCheckpoint(values.model);
+  const tok = ck.tokenizerJson ? TextTokenizer.fromText(ck.tokenizerJson, ck.tokenizerConfigJson) : null;
+  let promptIds: number[];
+  if (values['prompt-ids'] !== undefined) {
+    promptIds = values['prompt-ids'].split(',').map((s) => {
+      const n = Number(s.trim());
+      if (!Number.isInteger(n) || n < 0 || n >= ck.config.vocabSize) {
+        throw new UsageError(`--prompt-ids: "${s}" is not a token id in [0, ${ck.config.vocabSize})`);
+      }
+      return n;
+    });
+  } else {
+    if (!tok) throw new UsageError(`${ck.files.name} has no tokenizer.json: use --prompt-ids`);
+    let text = values.prompt!;
+    if (values.chat) {
+      if (!tok.hasChatTemplate) throw new UsageError('--chat: this model has no chat template in tokenizer_config.json');
+      text = tok.applyChatTemplate([{ role: 'user', content: text }], true);
+      promptIds = tok.encode(text, false);
+    } else promptIds = tok.encode(text, true);
+  }
+  const maxNew = num(values['max-new-tokens'], 'max-new-tokens', 64);
+  const temperature = num(values.temperature, 'temperature', ck.generation.temperature ?? 0);
+  const ctx = await acquireNodeContext();
+  if (process.env.WEBTUNE_WEBGPU_FALLBACK) log(`adapter: ${ctx.summary.vendor} ${ctx.summary.architecture} (CPU fallback)`);
+  const model = await GpuModel.load(ctx, ck);
+  const capacity = Math.min(ck.config.maxPositions, promptIds.length + maxNew);
+  const session = new InferenceSession(model, capacity);
+  const stops = new Set(ck.generation.eosTokenIds);
+  if (tok?.eosTokenId !== null && tok?.eosTokenId !== undefined) stops.add(tok.eosTokenId);
+  const streamer = tok ? new TextStreamer((ids) => tok.decode(ids)) : null;
+  if (!values.json && tok && !values.chat) process.stdout.write(tok.decode(promptIds));
+  const res = await generate(session, promptIds, {
+    maxNewTokens: maxNew,
+    temperature,
+    topK: values['top-k'] !== undefined ? num(values['top-k'], 'top-k', 0) : ck.generation.topK,
+    topP: values['top-p'] !== undefined ? num(values['top-p'], 'top-p', 1) : ck.generation.topP,
+    repetitionPenalty: num(values['repetition-penalty'], 'repetition-penalty', ck.generation.repetitionPenalty ?? 1),
+    seed: num(values.seed, 'seed', 0),
+    stopTokenIds: [...stops],
+    onToken: (id) => {
+      if (!values.json && streamer) process.stdout.write(streamer.push(id));
+    },
+  });
+  const text = tok ? tok.decode(res.ids) : '';
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ prompt_ids: promptIds, ids: res.ids, text })}\n`);
+  } else {
+    if (!tok) process.stdout.write(res.ids.join(' '));
+    process.stdout.write('\n');
+    const tps = res.ids.length > 1 ? ((res.ids.length - 1) / res.decodeMs) * 1000 : 0;
+    log(`${res.ids.length} tokens (${res.stoppedBy}); prefill ${promptIds.length} tokens in ${res.prefillMs.toFixed(0)} ms; decode ${tps.toFixed(1)} tokens/s`);
+  }
+  session.release();
+  model.release();
+  ctx.destroy();
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'info':
+        await info(rest);
+        return 0;
+      case 'generate':
+        await generateCmd(rest);
+        return 0;
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        process.stdout.write(`${USAGE}\n`);
+        return cmd === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command "${cmd}"`);
+    }
+  } catch (e) {
+    const err = e as Error;
+    if (err.name === 'UsageError' || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`webtune: ${err.message}\n${USAGE}\n`);
+      return 2;
+    }
+    process.stderr.write(`webtune: ${err.name}: ${err.message}\n`);
+    if (process.env.WEBTUNE_DEBUG) process.stderr.write(`${err.stack}\n`);
+    return 1;
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main(process.argv.slice(2)).then((code) => process.exit(code));
+}

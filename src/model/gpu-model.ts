@@ -1,0 +1,185 @@
+// A model's frozen weights on the GPU, uploaded tensor by tensor from a Checkpoint.
+// GPT-2's fused c_attn is split at load into q, k, v parts (columns of the Conv1D weight), so every
+// architecture runs the same block code; LoRA over c_attn (issue 4) handles the split on export.
+import type { GpuContext, GpuTensor } from '../gpu';
+import { ropeInvFreq, ropeInvFreqTensor } from '../kernels/rope';
+import type { Checkpoint } from './checkpoint';
+import type { ModelConfig } from './config';
+import { linears, modelLayout, type LinearDesc, type ModelLayout, type NormDesc } from './layout';
+
+export interface GpuLinear {
+  desc: LinearDesc;
+  /** [out, in] for nn.Linear, [in, out] for Conv1D (desc.layout). */
+  weight: GpuTensor;
+  bias: GpuTensor | null;
+}
+
+export interface GpuNorm {
+  desc: NormDesc;
+  weight: GpuTensor;
+  bias: GpuTensor | null;
+}
+
+export interface GpuBlock {
+  attnNorm: GpuNorm;
+  q: GpuLinear;
+  k: GpuLinear;
+  v: GpuLinear;
+  o: GpuLinear;
+  mlpNorm: GpuNorm;
+  gate: GpuLinear | null;
+  up: GpuLinear;
+  down: GpuLinear;
+}
+
+export interface LoadProgress {
+  tensor: string;
+  done: number;
+  total: number;
+  bytes: number;
+}
+
+export class GpuModel {
+  private constructor(
+    readonly ctx: GpuContext,
+    readonly config: ModelConfig,
+    readonly layout: ModelLayout,
+    readonly embed: GpuTensor,
+    readonly positions: GpuTensor | null,
+    readonly blocks: GpuBlock[],
+    readonly finalNorm: GpuNorm,
+    /** [V, C]: the embedding itself when tied. */
+    readonly lmHead: GpuTensor,
+    readonly invFreq: GpuTensor | null,
+  ) {}
+
+  static async load(ctx: GpuContext, ck: Checkpoint, onProgress?: (p: LoadProgress) => void): Promise<GpuModel> {
+    const c = ck.config;
+    const L = modelLayout(c);
+    const total = ck.tensors.size;
+    let done = 0;
+    let bytes = 0;
+    const upload = async (name: string, shape: number[], data?: Float32Array): Promise<GpuTensor> => {
+      const values = data ?? (await ck.readF32(name));
+      const t = ctx.tensor(shape, { role: 'weights', label: name, data: values });
+      done++;
+      bytes += values.byteLength;
+      onProgress?.({ tensor: name, done, total, bytes });
+      return t;
+    };
+    const norm = async (d: NormDesc): Promise<GpuNorm> => ({
+      desc: d,
+      weight: await upload(`${d.module}.weight`, [d.size]),
+      bias: d.bias ? await upload(`${d.module}.bias`, [d.size]) : null,
+    });
+    const linear = async (d: LinearDesc): Promise<GpuLinear> => ({
+      desc: d,
+      weight: await upload(`${d.module}.weight`, d.layout === 'out_in' ? [d.out, d.in] : [d.in, d.out]),
+      bias: d.bias ? await upload(`${d.module}.bias`, [d.out]) : null,
+    });
+    const embed = await upload(L.embed, [c.vocabSize, c.hiddenSize]);
+    const positions = L.positions ? await upload(L.positions, [c.maxPositions, c.hiddenSize]) : null;
+    const blocks: GpuBlock[] = [];
+    for (const b of L.blocks) {
+      let q: GpuLinear;
+      let k: GpuLinear;
+      let v: GpuLinear;
+      if ('fused' in b.qkv) {
+        // Conv1D c_attn: weight [C, 3C], bias [3C]; split columns into q | k | v.
+        const f = b.qkv.fused;
+        const C = f.in;
+        const W = await ck.readF32(`${f.module}.weight`);
+        const bias = await ck.readF32(`${f.module}.bias`);
+        const part = async (j: number, short: string): Promise<GpuLinear> => {
+          const w = new Float32Array(C * C);
+          for (let i = 0; i < C; i++) w.set(W.subarray(i * 3 * C + j * C, i * 3 * C + (j + 1) * C), i * C);
+          const desc: LinearDesc = { ...f, short, out: C };
+          const t = ctx.tensor([C, C], { role: 'weights', label: `${f.module}.weight[${short}]`, data: w });
+          const bt = ctx.tensor([C], { role: 'weights', label: `${f.module}.bias[${short}]`, data: bias.slice(j * C, (j + 1) * C) });
+          return { desc, weight: t, bias: bt };
+        };
+        q = await part(0, 'c_attn.q');
+        k = await part(1, 'c_attn.k');
+        v = await part(2, 'c_attn.v');
+        done += 2;
+        bytes += W.byteLength + bias.byteLength;
+        onProgress?.({ tensor: f.module, done, total, bytes });
+      } else {
+        q = await linear(b.qkv.q);
+        k = await linear(b.qkv.k);
+        v = await linear(b.qkv.v);
+      }
+      blocks.push({
+        attnNorm: await norm(b.attnNorm),
+        q,
+        k,
+        v,
+        o: await linear(b.o),
+        mlpNorm: await norm(b.mlpNorm),
+        gate: b.gate ? await linear(b.gate) : null,
+        up: await linear(b.up),
+        down: await linear(b.down),
+      });
+    }
+    const finalNorm = await norm(L.finalNorm);
+    const lmHead = L.lmHead ? await upload(L.lmHead, [c.vocabSize, c.hiddenSize]) : embed;
+    let invFreq: GpuTensor | null = null;
+    if (c.positions === 'rope') {
+      const s = c.ropeScaling;
+      invFreq = ropeInvFreqTensor(
+        ctx,
+        ropeInvFreq(
+          c.headDim,
+          c.ropeTheta,
+          s
+            ? {
+                factor: s.factor,
+                low_freq_factor: s.lowFreqFactor,
+                high_freq_factor: s.highFreqFactor,
+                original_max_position_embeddings: s.originalMaxPositionEmbeddings,
+              }
+            : undefined,
+        ),
+      );
+    }
+    return new GpuModel(ctx, c, L, embed, positions, blocks, finalNorm, lmHead, invFreq);
+  }
+
+  /** Every linear layer of the model with its block index (for methods such as LoRA). */
+  *linearLayers(): Generator<{ block: number; linear: GpuLinear }> {
+    for (let i = 0; i < this.blocks.length; i++) {
+      const b = this.blocks[i];
+      for (const l of [b.q, b.k, b.v, b.o, ...(b.gate ? [b.gate] : []), b.up, b.down]) yield { block: i, linear: l };
+    }
+  }
+
+  release(): void {
+    const seen = new Set<GpuTensor>();
+    const rel = (t: GpuTensor | null): void => {
+      if (t && !seen.has(t)) {
+        seen.add(t);
+        this.ctx.release(t);
+      }
+    };
+    rel(this.embed);
+    rel(this.positions);
+    rel(this.lmHead);
+    rel(this.invFreq);
+    for (const b of this.blocks) {
+      for (const n of [b.attnNorm, b.mlpNorm]) {
+        rel(n.weight);
+        rel(n.bias);
+      }
+      for (const l of [b.q, b.k, b.v, b.o, b.gate, b.up, b.down]) {
+        if (l) {
+          rel(l.weight);
+          rel(l.bias);
+        }
+      }
+    }
+    rel(this.finalNorm.weight);
+    rel(this.finalNorm.bias);
+  }
+}
+
+export { linears };
