@@ -29,3 +29,11 @@ export function residualBackward(batch: CommandBatch, dAcc: GpuTensor, dOut: Gpu
   const n = numel(dAcc.shape);
   batch.dispatch(RESIDUAL_BACKWARD, { params: params().u32(n).bytes(), tensors: [dAcc, dOut], grid: grid1d(n, WG) });
 }
+
+/**
+ * acc += x, in place: the residual stream update `x = x + f(x)` without a second buffer (a buffer
+ * cannot be bound both writable and read-only in one dispatch). Same entry point as the backward.
+ */
+export function residualAccumulate(batch: CommandBatch, acc: GpuTensor, x: GpuTensor): void {
+  residualBackward(batch, acc, x);
+}
