@@ -1,0 +1,123 @@
+// Whole models on the WGSL kernels vs the float64 reference model.
+import { afterAll, describe, expect, it } from 'vitest';
+import type { GpuContext } from '../../src/gpu';
+import { memoryFiles } from '../../src/io/files';
+import { directoryFiles } from '../../src/io/files-node';
+import { openCheckpoint, type Checkpoint } from '../../src/model/checkpoint';
+import { generate } from '../../src/model/generate';
+import { GpuModel } from '../../src/model/gpu-model';
+import { InferenceSession } from '../../src/model/inference';
+import { argmax } from '../../src/model/sampling';
+import { TextTokenizer } from '../../src/model/tokenizer';
+import { referenceLogits, type RefWeights } from '../../src/ref/model';
+import { expectClose } from '../helpers/compare';
+import { fixture, hasFixture } from '../helpers/fixtures';
+import { gpu } from '../helpers/gpu';
+import { tinyCheckpointFiles, tinyConfigJson } from '../helpers/tiny-models';
+
+async function refWeights(ck: Checkpoint): Promise<RefWeights> {
+  const w: RefWeights = new Map();
+  for (const name of ck.tensors.keys()) w.set(name, Float64Array.from(await ck.readF32(name)));
+  return w;
+}
+
+/** Logits are compared with rtol 1e-4 and atol 1e-4 × max|reference logit| (f32 through ~15 kernels). */
+function tolFor(ref: ArrayLike<number>): { rtol: number; atol: number } {
+  let m = 0;
+  for (let i = 0; i < ref.length; i++) m = Math.max(m, Math.abs(ref[i]));
+  return { rtol: 1e-4, atol: 1e-4 * Math.max(m, 1) };
+}
+
+const models: GpuModel[] = [];
+afterAll(() => models.forEach((m) => m.release()));
+
+describe('GPU model forward vs float64 reference', () => {
+  for (const arch of ['llama', 'qwen2', 'gpt2'] as const) {
+    it(`${arch}: logits at every position (KV cache, one token at a time and as a prefill) match`, async () => {
+      const ctx: GpuContext = await gpu();
+      const cfg = tinyConfigJson(arch);
+      const ck = await openCheckpoint(memoryFiles(`tiny-${arch}`, tinyCheckpointFiles(cfg, { seed: 3 })));
+      const model = await GpuModel.load(ctx, ck);
+      models.push(model);
+      const V = ck.config.vocabSize;
+      const ids = [5, 17, 3, 96, 40, 40, 1, 77, 12];
+      const ref = referenceLogits(ck.config, await refWeights(ck), [ids]);
+      const session = new InferenceSession(model, 16);
+      for (let t = 0; t < ids.length; t++) {
+        const got = await session.forward([ids[t]]);
+        const want = ref.subarray(t * V, (t + 1) * V);
+        expectClose(got, want, tolFor(want), `${arch} position ${t} (decode)`);
+      }
+      // Prefill of 6 tokens then 3 decode steps lands on the same logits.
+      session.reset();
+      const pre = await session.forward(ids.slice(0, 6));
+      expectClose(pre, ref.subarray(5 * V, 6 * V), tolFor(ref.subarray(5 * V, 6 * V)), `${arch} prefill`);
+      for (let t = 6; t < ids.length; t++) {
+        const got = await session.forward([ids[t]]);
+        expectClose(got, ref.subarray(t * V, (t + 1) * V), tolFor(ref.subarray(t * V, (t + 1) * V)), `${arch} after prefill ${t}`);
+      }
+      session.release();
+    });
+  }
+
+  it('greedy decoding with the KV cache equals decoding without it', async () => {
+    const ctx = await gpu();
+    const ck = await openCheckpoint(memoryFiles('tiny', tinyCheckpointFiles(tinyConfigJson('llama'), { seed: 9 })));
+    const model = await GpuModel.load(ctx, ck);
+    models.push(model);
+    const prompt = [1, 8, 33, 2];
+    const cached = new InferenceSession(model, 32);
+    const withCache = (await generate(cached, prompt, { temperature: 0, maxNewTokens: 12 })).ids;
+    const fresh = new InferenceSession(model, 32);
+    const seq = [...prompt];
+    const noCache: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      fresh.reset();
+      const next = argmax(await fresh.forward(seq));
+      noCache.push(next);
+      seq.push(next);
+    }
+    expect(withCache).toEqual(noCache);
+    cached.release();
+    fresh.release();
+  });
+
+  it('refuses to run past the context it was given', async () => {
+    const ctx = await gpu();
+    const ck = await openCheckpoint(memoryFiles('tiny', tinyCheckpointFiles(tinyConfigJson('gpt2'))));
+    const model = await GpuModel.load(ctx, ck);
+    models.push(model);
+    const s = new InferenceSession(model, 4);
+    await s.forward([1, 2, 3]);
+    await expect(s.forward([4, 5])).rejects.toThrow(/5 tokens exceed this session's context of 4/);
+    expect(() => new InferenceSession(model, 1000)).toThrow(/exceeds the model's 64 positions/);
+    s.release();
+  });
+});
+
+describe.skipIf(!hasFixture('stories260k'))('stories260k (real pretrained TinyStories Llama)', () => {
+  it('greedy decoding on the GPU equals the reference forward token for token, and tells a story', async () => {
+    const ctx = await gpu();
+    const ck = await openCheckpoint(directoryFiles(fixture('stories260k')));
+    const tok = TextTokenizer.fromText(ck.tokenizerJson!, ck.tokenizerConfigJson);
+    const model = await GpuModel.load(ctx, ck);
+    models.push(model);
+    const prompt = tok.encode('Once upon a time');
+    const session = new InferenceSession(model, 64);
+    const res = await generate(session, prompt, { temperature: 0, maxNewTokens: 30, stopTokenIds: [2] });
+    const w = await refWeights(ck);
+    const seq = [...prompt];
+    for (let i = 0; i < res.ids.length; i++) {
+      const logits = referenceLogits(ck.config, w, [seq]);
+      const V = ck.config.vocabSize;
+      const next = argmax(logits.subarray((seq.length - 1) * V));
+      expect(res.ids[i], `token ${i}`).toBe(next);
+      seq.push(next);
+    }
+    const text = tok.decode([...prompt, ...res.ids]);
+    // Coherent English: a sentence with common words.
+    expect(text).toMatch(/^Once upon a time, there was a little/);
+    expect(text.split(/\s+/).length).toBeGreaterThan(15);
+    session.release();
+  });
+});
