@@ -196,7 +196,7 @@ export class GpuContext {
   readonly lost: Promise<DeviceLostError>;
   private lostError: DeviceLostError | null = null;
   private readonly modules = new Map<string, GPUShaderModule>();
-  private readonly pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+  private readonly pipelines = new Map<string, Promise<{ pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>>();
   private readonly live = new Set<GPUBuffer>();
   private uncaptured: string[] = [];
   /** Every kernel dispatched so far (name → count). Used by coverage checks and profiling. */
@@ -357,11 +357,20 @@ export class GpuContext {
   }
 
   /** Compile (once) and return the pipeline for a kernel; compile errors become KernelCompileError. */
-  async pipeline(spec: KernelSpec): Promise<{ pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }> {
+  pipeline(spec: KernelSpec): Promise<{ pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }> {
     this.checkLost();
     const key = `${spec.shader}|${spec.entry}|${JSON.stringify(spec.constants ?? {})}|${spec.bindings.join(',')}`;
-    const hit = this.pipelines.get(key);
-    if (hit) return hit;
+    // Cache the promise: concurrent requests for one kernel (every dispatch of a batch) compile once.
+    let entry = this.pipelines.get(key);
+    if (!entry) {
+      entry = this.compile(spec);
+      this.pipelines.set(key, entry);
+      entry.catch(() => this.pipelines.delete(key));
+    }
+    return entry;
+  }
+
+  private async compile(spec: KernelSpec): Promise<{ pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }> {
     const name = kernelName(spec);
     this.device.pushErrorScope('validation');
     this.device.pushErrorScope('internal');
@@ -400,9 +409,7 @@ export class GpuContext {
         [...msgs, failure, validation?.message ?? '', internal?.message ?? ''].filter(Boolean).join('; '),
       );
     }
-    const entry = { pipeline, layout };
-    this.pipelines.set(key, entry);
-    return entry;
+    return { pipeline, layout };
   }
 
   // ---------------------------------------------------------------- submission
@@ -419,7 +426,8 @@ export class GpuContext {
   async submit(batch: CommandBatch): Promise<void> {
     this.checkLost();
     const dispatches = batch.ops.filter((o): o is RecordedDispatch => o.kind === 'dispatch');
-    const pipes = await Promise.all(dispatches.map((d) => this.pipeline(d.spec)));
+    const pipes: { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }[] = [];
+    for (const d of dispatches) pipes.push(await this.pipeline(d.spec));
     this.checkLost();
     // One uniform buffer for the whole batch; each dispatch's params at an aligned offset.
     const align = this.limits.minUniformBufferOffsetAlignment;
