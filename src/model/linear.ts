@@ -25,7 +25,7 @@ export function linearBackwardInput(b: CommandBatch, dx: GpuTensor, dy: GpuTenso
 /** dW += dyᵀ·x (out_in) or xᵀ·dy (in_out); db += Σ_rows dy. */
 export function linearBackwardParams(
   b: CommandBatch,
-  dW: GpuTensor,
+  dW: GpuTensor | null,
   dBias: GpuTensor | null,
   dy: GpuTensor,
   x: GpuTensor,
@@ -33,8 +33,8 @@ export function linearBackwardParams(
   N: number,
 ): void {
   const { in: K, out: M } = l.desc;
-  if (l.desc.layout === 'out_in') matmul(b, dW, dy, x, { m: M, n: K, k: N, transA: true, beta: 1 });
-  else matmul(b, dW, x, dy, { m: K, n: M, k: N, transA: true, beta: 1 });
+  if (dW && l.desc.layout === 'out_in') matmul(b, dW, dy, x, { m: M, n: K, k: N, transA: true, beta: 1 });
+  else if (dW) matmul(b, dW, x, dy, { m: K, n: M, k: N, transA: true, beta: 1 });
   if (dBias) biasBackward(b, dBias, dy, N, M);
 }
 
