@@ -13,6 +13,9 @@ import { ropeForward } from '../kernels/rope';
 import { swigluForward } from '../kernels/swiglu';
 import type { CommandBatch } from '../gpu';
 import type { GpuModel, GpuNorm } from './gpu-model';
+import { loraForwardDown, loraForwardUp } from '../kernels/lora';
+import type { AdapterSet, LoraGroupTensors } from './adapters';
+import type { GpuLinear } from './gpu-model';
 import { lmHeadForward, linearForward } from './linear';
 
 export class ContextLengthError extends Error {
@@ -36,6 +39,8 @@ interface Workspace {
   g: GpuTensor; // (T, I)
   u: GpuTensor; // (T, I)
   a: GpuTensor; // (T, I)
+  /** LoRA: u = x·Aᵀ (T, r) per adapter group. */
+  loraU: Map<LoraGroupTensors, GpuTensor>;
 }
 
 export class InferenceSession {
@@ -51,11 +56,16 @@ export class InferenceSession {
   private readonly logits: GpuTensor; // (1, V)
   private readonly ctx: GpuContext;
 
+  /** LoRA adapters applied on top of the frozen weights (null: the base model). Switchable between calls. */
+  adapters: AdapterSet | null = null;
+
   constructor(
     readonly model: GpuModel,
     /** S: the most tokens this session can hold (prompt + generated). */
     readonly capacity: number = model.config.maxPositions,
+    adapters: AdapterSet | null = null,
   ) {
+    this.adapters = adapters;
     const c = model.config;
     this.ctx = model.ctx;
     if (capacity > c.maxPositions) {
@@ -101,6 +111,7 @@ export class InferenceSession {
       g: t([T, I], 'g'),
       u: t([T, I], 'u'),
       a: t([T, I], 'a'),
+      loraU: new Map(),
     };
     // Only keep a few chunk sizes alive (prompt length and 1).
     if (this.workspaces.size >= 3) {
@@ -113,7 +124,25 @@ export class InferenceSession {
   }
 
   private releaseWorkspace(w: Workspace): void {
-    for (const [k, v] of Object.entries(w)) if (k !== 'T') this.ctx.release(v as GpuTensor);
+    for (const [k, v] of Object.entries(w)) if (k !== 'T' && k !== 'loraU') this.ctx.release(v as GpuTensor);
+    for (const u of w.loraU.values()) this.ctx.release(u);
+  }
+
+  /** y = x·W (+b), plus s·(x·Aᵀ)·Bᵀ when an adapter covers this layer (no dropout at inference). */
+  private linear(b: CommandBatch, w: Workspace, y: GpuTensor, x: GpuTensor, l: GpuLinear): void {
+    linearForward(b, y, x, l, w.T);
+    const hit = this.adapters?.loraByLinear.get(l);
+    if (!hit) return;
+    const g = hit.group;
+    let u = w.loraU.get(g);
+    if (!u) {
+      u = this.ctx.tensor([w.T, g.r], { role: 'activations', label: `${g.module}.u[T=${w.T}]` });
+      w.loraU.set(g, u);
+    }
+    const p = g.parts[hit.part];
+    const d = { n: w.T, inFeatures: g.inFeatures, outFeatures: p.outFeatures, rank: g.r };
+    if (hit.part === 0) loraForwardDown(b, u, x, g.A, d);
+    loraForwardUp(b, y, u, p.B, d, g.scale);
   }
 
   private norm(b: CommandBatch, out: GpuTensor, x: GpuTensor, n: GpuNorm, N: number, s1: GpuTensor, s2: GpuTensor): void {
@@ -149,9 +178,9 @@ export class InferenceSession {
     for (let l = 0; l < m.blocks.length; l++) {
       const blk = m.blocks[l];
       this.norm(b, w.h, w.x, blk.attnNorm, T, w.stat1, w.stat2);
-      linearForward(b, w.q, w.h, blk.q, T);
-      linearForward(b, w.k, w.h, blk.k, T);
-      linearForward(b, w.v, w.h, blk.v, T);
+      this.linear(b, w, w.q, w.h, blk.q);
+      this.linear(b, w, w.k, w.h, blk.k);
+      this.linear(b, w, w.v, w.h, blk.v);
       if (m.invFreq) {
         ropeForward(b, w.q, m.invFreq, { batch: 1, seqLen: T, heads: c.numHeads, headDim: c.headDim, posOffset: P });
         ropeForward(b, w.k, m.invFreq, { batch: 1, seqLen: T, heads: c.numKvHeads, headDim: c.headDim, posOffset: P });
@@ -167,18 +196,18 @@ export class InferenceSession {
         past: P,
         kvLen: this.capacity,
       });
-      linearForward(b, w.o, w.att, blk.o, T);
+      this.linear(b, w, w.o, w.att, blk.o);
       residualAccumulate(b, w.x, w.o);
       this.norm(b, w.h, w.x, blk.mlpNorm, T, w.stat1, w.stat2);
       if (blk.gate) {
-        linearForward(b, w.g, w.h, blk.gate, T);
-        linearForward(b, w.u, w.h, blk.up, T);
+        this.linear(b, w, w.g, w.h, blk.gate);
+        this.linear(b, w, w.u, w.h, blk.up);
         swigluForward(b, w.a, w.g, w.u);
       } else {
-        linearForward(b, w.u, w.h, blk.up, T);
+        this.linear(b, w, w.u, w.h, blk.up);
         geluForward(b, w.a, w.u);
       }
-      linearForward(b, w.o, w.a, blk.down, T);
+      this.linear(b, w, w.o, w.a, blk.down);
       residualAccumulate(b, w.x, w.o);
     }
     b.copyElements(w.x, (T - 1) * C, this.last, 0, C);

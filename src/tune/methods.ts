@@ -1,19 +1,15 @@
 // Fine-tuning methods as small strategies over the same model code: each says which tensors are
 // trainable and which extra tensors exist (LoRA A/B) — the engine never branches on method names.
 import type { GpuContext, GpuTensor } from '../gpu';
+import type { LoraSettings } from '../io/peft';
+import type { LoraGroupTensors } from '../model/adapters';
 import type { GpuLinear, GpuModel } from '../model/gpu-model';
 import { randomU32, uniform24 } from '../util/rng';
 
 export type MethodName = 'lora' | 'full' | 'partial' | 'bitfit';
 
-export interface LoraConfig {
-  r: number;
-  alpha: number;
-  dropout: number;
-  /** Module names matched as PEFT does: exact or by suffix ".<name>"; or "all-linear". */
-  targets: string[];
-  rslora: boolean;
-}
+/** r, alpha, dropout, targets (PEFT matching: exact or suffix ".<name>", or "all-linear"), rslora. */
+export type LoraConfig = LoraSettings;
 
 export interface MethodConfig {
   method: MethodName;
@@ -30,17 +26,10 @@ export class MethodConfigError extends Error {
   override name = 'MethodConfigError';
 }
 
-/** One LoRA adapter: A [r, in] shared by one or more B parts (GPT-2's c_attn has q, k, v parts). */
-export interface LoraGroup {
-  /** HF module path, e.g. model.layers.0.self_attn.q_proj */
-  module: string;
+/** One LoRA adapter (see LoraGroupTensors), with what training adds: its block and dropout. */
+export interface LoraGroup extends LoraGroupTensors {
   block: number;
-  inFeatures: number;
-  r: number;
-  scale: number;
   dropout: number;
-  A: GpuTensor;
-  parts: { linear: GpuLinear; B: GpuTensor; outFeatures: number; rowOffset: number }[];
 }
 
 export interface TrainableTensor {
