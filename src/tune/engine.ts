@@ -502,6 +502,32 @@ export class TrainingEngine {
     return { loss, count, gradNorm: norm, skipped };
   }
 
+  /**
+   * Forward + backward only: the gradients of the mean loss over `micro` are left in `grads`
+   * (accumulated onto what is there). Used by gradient checks; trainStep is the training path.
+   */
+  async computeGradients(micro: MicroBatch[]): Promise<{ loss: number; count: number }> {
+    let total = 0;
+    for (const mb of micro) for (const t of mb.targets) if (t !== -100) total++;
+    if (numelOf(this.stepStats) < 3 * micro.length) {
+      this.ctx.release(this.stepStats);
+      this.stepStats = this.ctx.tensor([3 * micro.length], { role: 'scratch', label: 'step stats' });
+    }
+    this.dropoutBase = this.dropoutOffset;
+    const b = this.ctx.batch();
+    micro.forEach((mb, i) => this.recordMicroBatch(b, mb, 1 / total, i));
+    await this.ctx.submit(b);
+    const stats = await this.ctx.readF32(this.stepStats);
+    for (const t of this.pendingRelease.splice(0)) this.ctx.release(t);
+    let sum = 0;
+    let count = 0;
+    for (let i = 0; i < micro.length; i++) {
+      sum += stats[i * 3 + 1];
+      count += stats[i * 3 + 2];
+    }
+    return { loss: sum / count, count };
+  }
+
   /** Loss over micro-batches without updating anything (validation / reference sets). */
   async evaluate(micro: MicroBatch[]): Promise<{ loss: number; count: number }> {
     if (micro.length === 0) return { loss: NaN, count: 0 };
