@@ -11,10 +11,22 @@ import { GpuModel } from '../model/gpu-model';
 import { InferenceSession } from '../model/inference';
 import { formatBytes, inferencePlan } from '../model/memory';
 import { TextTokenizer } from '../model/tokenizer';
+import { directoryFiles } from '../io/files-node';
+import { readPeftAdapter } from '../io/peft';
+import { loadAdapterIntoPlan } from '../tune/adapter-io';
+import { planMethod, releasePlan, type MethodPlan } from '../tune/methods';
 import { modelFilesFromArg } from './source';
+import { evalCmd, trainCmd } from './train';
 
 const USAGE = `usage:
   webtune info --model M
+  webtune train --model M --data FILE [--eval-data FILE] [--reference-data FILE] --method lora|full|partial|bitfit
+                [--r 8 --alpha 16 --dropout 0.05 --targets q_proj,v_proj --rslora] [--init-adapter DIR]
+                [--trainable-layers N] [--lr 2e-4 --weight-decay 0 --betas 0.9,0.999 --eps 1e-8]
+                [--schedule constant|linear|cosine --warmup-steps N] [--max-grad-norm 1.0] [--batch-size B]
+                [--grad-accum N] [--seq-len L] [--packing] [--epochs E | --steps N] [--seed S] [--no-shuffle]
+                [--eval-every N] [--save-every N] --out DIR [--resume DIR] [--json-log FILE]
+  webtune eval --model M [--adapter DIR] --data FILE [--json]
   webtune generate --model M (--prompt TEXT | --prompt-ids 1,2,3) [--chat] [--max-new-tokens N]
                    [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--seed S] [--json]
 M is a model folder, an http(s) URL of one, or a Hugging Face Hub id (org/name[@revision]).
@@ -107,7 +119,6 @@ async function generateCmd(argv: string[]): Promise<void> {
   if ((values.prompt === undefined) === (values['prompt-ids'] === undefined)) {
     throw new UsageError('give exactly one of --prompt TEXT or --prompt-ids 1,2,3');
   }
-  if (values.adapter) throw new UsageError('--adapter: loading adapters for generation arrives with the training engine (issue 4)');
   const ck = await loadCheckpoint(values.model);
   const tok = ck.tokenizerJson ? TextTokenizer.fromText(ck.tokenizerJson, ck.tokenizerConfigJson) : null;
   let promptIds: number[];
@@ -135,6 +146,13 @@ async function generateCmd(argv: string[]): Promise<void> {
   const model = await GpuModel.load(ctx, ck);
   const capacity = Math.min(ck.config.maxPositions, promptIds.length + maxNew);
   const session = new InferenceSession(model, capacity);
+  let plan: MethodPlan | null = null;
+  if (values.adapter) {
+    const adapter = await readPeftAdapter(directoryFiles(values.adapter));
+    plan = planMethod(ctx, model, { method: 'lora', lora: adapter.lora }, 0);
+    loadAdapterIntoPlan(ctx, plan, adapter);
+    session.adapters = plan;
+  }
   const stops = new Set(ck.generation.eosTokenIds);
   if (tok?.eosTokenId !== null && tok?.eosTokenId !== undefined) stops.add(tok.eosTokenId);
   const streamer = tok ? new TextStreamer((ids) => tok.decode(ids)) : null;
@@ -161,6 +179,7 @@ async function generateCmd(argv: string[]): Promise<void> {
     log(`${res.ids.length} tokens (${res.stoppedBy}); prefill ${promptIds.length} tokens in ${res.prefillMs.toFixed(0)} ms; decode ${tps.toFixed(1)} tokens/s`);
   }
   session.release();
+  if (plan) releasePlan(ctx, plan);
   model.release();
   ctx.destroy();
 }
@@ -175,6 +194,12 @@ export async function main(argv: string[]): Promise<number> {
       case 'generate':
         await generateCmd(rest);
         return 0;
+      case 'train':
+        await trainCmd(rest);
+        return 0;
+      case 'eval':
+        await evalCmd(rest);
+        return 0;
       case undefined:
       case '-h':
       case '--help':
@@ -186,7 +211,7 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (e) {
     const err = e as Error;
-    if (err.name === 'UsageError' || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    if (err.name === 'UsageError' || err.name === 'DatasetError' || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`webtune: ${err.message}\n${USAGE}\n`);
       return 2;
     }
