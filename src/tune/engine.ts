@@ -117,7 +117,10 @@ export class TrainingEngine {
   private readonly clipCoef: GpuTensor;
   /** Per-micro-batch [mean, sum, count] copied out of the CE stats, 3 per micro-batch. */
   private stepStats: GpuTensor;
-  private workspace: Workspace | null = null;
+  /** Activation workspaces by (B, T); several may be live within one submission. */
+  private readonly workspaces = new Map<string, Workspace>();
+  /** Workspaces recorded into the batch being built (never released before it is submitted). */
+  private readonly inUse = new Set<string>();
   /** AdamW step count t (1-based after the first update). */
   step = 0;
   /** Position in the dropout random stream (part of the resumable state). */
@@ -172,9 +175,15 @@ export class TrainingEngine {
   }
 
   private ensureWorkspace(B: number, T: number): Workspace {
-    const w0 = this.workspace;
-    if (w0 && w0.B === B && w0.T === T) return w0;
-    if (w0) this.releaseWorkspace();
+    const key = `${B}x${T}`;
+    this.inUse.add(key);
+    const hit = this.workspaces.get(key);
+    if (hit) {
+      // Most recently used last.
+      this.workspaces.delete(key);
+      this.workspaces.set(key, hit);
+      return hit;
+    }
     const c = this.model.config;
     const N = B * T;
     const C = c.hiddenSize;
@@ -218,7 +227,7 @@ export class TrainingEngine {
       });
     }
     const V = c.vocabSize;
-    this.workspace = {
+    const ws: Workspace = {
       B,
       T,
       N,
@@ -249,13 +258,23 @@ export class TrainingEngine {
       lora,
       all,
     };
-    return this.workspace;
+    this.workspaces.set(key, ws);
+    return ws;
+  }
+
+  /** After a submission: keep at most a few workspaces (least recently used go first). */
+  private pruneWorkspaces(keep = 3): void {
+    this.inUse.clear();
+    while (this.workspaces.size > keep) {
+      const [oldest, w] = this.workspaces.entries().next().value as [string, Workspace];
+      for (const t of w.all) this.ctx.release(t);
+      this.workspaces.delete(oldest);
+    }
   }
 
   private releaseWorkspace(): void {
-    if (!this.workspace) return;
-    for (const t of this.workspace.all) this.ctx.release(t);
-    this.workspace = null;
+    for (const w of this.workspaces.values()) for (const t of w.all) this.ctx.release(t);
+    this.workspaces.clear();
   }
 
   // ------------------------------------------------------------------ forward pieces
@@ -470,7 +489,12 @@ export class TrainingEngine {
     const grads = this.plan.trainables.map((t) => this.grads.get(t.param)!);
     const maxNorm = opt.maxGradNorm > 0 ? opt.maxGradNorm : Infinity;
     gradNorm(b, { totalNorm: this.totalNorm, clipCoef: this.clipCoef }, this.partials, grads, maxNorm);
-    await this.ctx.submit(b);
+    try {
+      await this.ctx.submit(b);
+    } catch (e) {
+      this.inUse.clear();
+      throw e;
+    }
     const stats = await this.ctx.readF32(this.stepStats);
     const norm = (await this.ctx.readF32(this.totalNorm))[0];
     for (const t of this.pendingRelease.splice(0)) this.ctx.release(t);
@@ -499,6 +523,7 @@ export class TrainingEngine {
     }
     for (const g of grads) u.clear(g);
     await this.ctx.submit(u);
+    this.pruneWorkspaces();
     return { loss, count, gradNorm: norm, skipped };
   }
 
@@ -519,6 +544,7 @@ export class TrainingEngine {
     await this.ctx.submit(b);
     const stats = await this.ctx.readF32(this.stepStats);
     for (const t of this.pendingRelease.splice(0)) this.ctx.release(t);
+    this.pruneWorkspaces();
     let sum = 0;
     let count = 0;
     for (let i = 0; i < micro.length; i++) {
@@ -538,6 +564,7 @@ export class TrainingEngine {
     const b = this.ctx.batch();
     micro.forEach((mb, i) => this.recordMicroBatch(b, mb, 0, i, false));
     await this.ctx.submit(b);
+    this.pruneWorkspaces();
     const stats = await this.ctx.readF32(this.stepStats);
     let sum = 0;
     let count = 0;

@@ -103,8 +103,21 @@ export class Trainer {
     this.stopRequested = true;
   }
 
+  /**
+   * A batch as the engine takes it. T is padded up to a multiple of 8 (pad id, label −100) so few
+   * distinct shapes — and activation workspaces — occur; causal attention makes trailing padding
+   * invisible to the real tokens, so the loss is unchanged.
+   */
   private toMicro(b: Batch): MicroBatch {
-    return { B: b.B, T: b.T, ids: b.inputIds, targets: shiftTargets(b.labels, b.B, b.T) };
+    const T = Math.ceil(b.T / 8) * 8;
+    if (T === b.T) return { B: b.B, T, ids: b.inputIds, targets: shiftTargets(b.labels, b.B, T) };
+    const ids = new Uint32Array(b.B * T).fill(this.config.padId);
+    const labels = new Int32Array(b.B * T).fill(-100);
+    for (let r = 0; r < b.B; r++) {
+      ids.set(b.inputIds.subarray(r * b.T, (r + 1) * b.T), r * T);
+      labels.set(b.labels.subarray(r * b.T, (r + 1) * b.T), r * T);
+    }
+    return { B: b.B, T, ids, targets: shiftTargets(labels, b.B, T) };
   }
 
   /** Loss and perplexity over a set of examples (eval mode: no dropout, nothing updated). */
