@@ -1,4 +1,5 @@
-// The page's handle on the worker: a comlink proxy typed by WorkerApi.
+// The page's handle on the worker: a comlink proxy typed by WorkerApi, plus what only the page knows
+// (its own address, hence the demo folder's; a Hub endpoint given in the page's URL).
 import * as Comlink from 'comlink';
 import type { WorkerApi } from '../worker/api';
 
@@ -10,4 +11,24 @@ export function workerApi(): Comlink.Remote<WorkerApi> {
     remote = Comlink.wrap<WorkerApi>(worker);
   }
   return remote;
+}
+
+/** The built-in demo model's folder, next to the page (public/demo/ in the repository). */
+export function demoBaseUrl(): string {
+  return new URL('demo/', document.baseURI).href;
+}
+
+/**
+ * A Hub endpoint other than https://huggingface.co, from the page's URL: `?hub=http://127.0.0.1:8080`
+ * (a mirror, or a local Hub-shaped server in tests). Only http(s) addresses are taken.
+ */
+export function hubEndpointFromPage(): string | undefined {
+  const v = new URLSearchParams(location.search).get('hub');
+  if (!v) return undefined;
+  try {
+    const u = new URL(v);
+    return u.protocol === 'http:' || u.protocol === 'https:' ? u.href.replace(/\/+$/, '') : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -1,29 +1,27 @@
-// The webtune worker: owns the GPU device. Exposed to the page with comlink.
+// The webtune worker: owns the GPU device, the model and generation. Exposed to the page with comlink.
 import * as Comlink from 'comlink';
 import { acquireBrowserContext } from '../gpu/browser';
-import type { GpuContext } from '../gpu/context';
-import type { GpuReport, GpuUnavailable, WorkerApi } from './api';
+import type { WorkerApi } from './api';
+import { ModelEngine } from './engine';
 
-let context: Promise<GpuContext> | null = null;
+const engine = new ModelEngine(() => acquireBrowserContext({ label: 'webtune-worker' }));
 
-function gpuContext(): Promise<GpuContext> {
-  context ??= acquireBrowserContext({ label: 'webtune-worker' }).catch((e) => {
-    context = null;
-    throw e;
-  });
-  return context;
+/** Close a callback's message channel once its call is over (comlink proxies are not garbage-collected). */
+async function releasing<T>(callback: unknown, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } finally {
+    const release = (callback as { [Comlink.releaseProxy]?: () => void } | undefined)?.[Comlink.releaseProxy];
+    if (typeof release === 'function') release();
+  }
 }
 
 const api: WorkerApi = {
-  async probeGpu(): Promise<GpuReport | GpuUnavailable> {
-    try {
-      const ctx = await gpuContext();
-      return { ok: true, adapter: ctx.summary };
-    } catch (e) {
-      const err = e as Error;
-      return { ok: false, name: err.name, message: err.message };
-    }
-  },
+  probeGpu: () => engine.probeGpu(),
+  loadModel: (source, onProgress) => releasing(onProgress, () => engine.loadModel(source, onProgress)),
+  cancelLoad: () => engine.cancelLoad(),
+  generate: (prompt, options, onToken) => releasing(onToken, () => engine.generate(prompt, options, onToken)),
+  stopGeneration: () => engine.stopGeneration(),
 };
 
 Comlink.expose(api);
