@@ -11,4 +11,7 @@ const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src', 'cli
   env: webgpuEnv({ ...process.env, WEBTUNE_QUIET: process.env.WEBTUNE_QUIET ?? '1' }),
   stdio: 'inherit',
 });
+// Forward interrupts to the CLI, which saves a resumable state before exiting (a terminal's Ctrl-C
+// reaches both processes; the CLI treats signals within a moment of each other as one).
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

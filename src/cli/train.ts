@@ -202,10 +202,12 @@ export async function trainCmd(argv: string[]): Promise<void> {
   const jsonLog = values['json-log'];
   if (jsonLog) writeFileSync(jsonLog, '');
   const tty = process.stderr.isTTY;
-  let interrupted = false;
+  let interrupted = 0;
   const onSigint = (): void => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
+    // A terminal's Ctrl-C may arrive twice (directly and forwarded by bin/webtune.mjs): one second apart is one press.
+    if (interrupted && Date.now() - interrupted > 1000) process.exit(130);
+    if (interrupted) return;
+    interrupted = Date.now();
     log('\ninterrupted: finishing this step and saving a resumable state (Ctrl-C again to quit at once)');
     trainer.stop();
   };
