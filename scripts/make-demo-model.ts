@@ -10,6 +10,7 @@
 //   dataset.jsonl            100 prompt/completion rows: "What is the capital of X?" → " Y."
 //
 //   node_modules/.bin/tsx scripts/make-demo-model.ts [weights.safetensors]
+import { demoCorpus } from './demo-corpus';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bytesSource } from '../src/io/bytes';
@@ -94,11 +95,13 @@ const CHAT_TEMPLATE =
   "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 function corpusText(): string {
+  // The tokenizer sees a sample of the pretraining stories (scripts/demo-corpus.ts) too.
+  const stories = demoCorpus(400);
   const rows = datasetRows().map((r) => `${r.prompt}${r.completion}`);
   const chat = CAPITALS.slice(0, 10).map(
     ([c, k]) => `<|im_start|>user\nWhat is the capital of ${c}?<|im_end|>\n<|im_start|>assistant\n${k}.<|im_end|>\n`,
   );
-  return `${CORPUS}\n${rows.join('\n')}\n\n${chat.join('')}`;
+  return `${CORPUS}\n${stories}\n${rows.join('\n')}\n\n${chat.join('')}`;
 }
 
 // ── Byte-level BPE, trained the way GPT-2's tokenizer was (on a far smaller corpus) ──────────────────

@@ -16,6 +16,7 @@ import { readPeftAdapter } from '../io/peft';
 import { loadAdapterIntoPlan } from '../tune/adapter-io';
 import { planMethod, releasePlan, type MethodPlan } from '../tune/methods';
 import { modelFilesFromArg } from './source';
+import { demoCmd } from './demo';
 import { evalCmd, trainCmd } from './train';
 
 const USAGE = `usage:
@@ -27,6 +28,7 @@ const USAGE = `usage:
                 [--grad-accum N] [--seq-len L] [--packing] [--epochs E | --steps N] [--seed S] [--no-shuffle]
                 [--eval-every N] [--save-every N] --out DIR [--resume DIR] [--json-log FILE]
   webtune eval --model M [--adapter DIR] --data FILE [--json]
+  webtune demo [--steps N] [--out DIR]   (fine-tunes the built-in demo model with LoRA, offline)
   webtune generate --model M (--prompt TEXT | --prompt-ids 1,2,3) [--chat] [--max-new-tokens N]
                    [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--seed S] [--json]
 M is a model folder, an http(s) URL of one, or a Hugging Face Hub id (org/name[@revision]).
@@ -199,6 +201,9 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'eval':
         await evalCmd(rest);
+        return 0;
+      case 'demo':
+        await demoCmd(rest);
         return 0;
       case undefined:
       case '-h':
