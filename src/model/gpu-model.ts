@@ -2,6 +2,7 @@
 // GPT-2's fused c_attn is split at load into q, k, v parts (columns of the Conv1D weight), so every
 // architecture runs the same block code; LoRA over c_attn (issue 4) handles the split on export.
 import type { GpuContext, GpuTensor } from '../gpu';
+import { uploadF16 } from '../kernels/matmul_f16w';
 import { ropeInvFreq, ropeInvFreqTensor } from '../kernels/rope';
 import type { Checkpoint } from './checkpoint';
 import type { ModelConfig } from './config';
@@ -53,7 +54,20 @@ export class GpuModel {
     readonly invFreq: GpuTensor | null,
   ) {}
 
-  static async load(ctx: GpuContext, ck: Checkpoint, onProgress?: (p: LoadProgress) => void): Promise<GpuModel> {
+  /**
+   * Upload a checkpoint's weights. `weightDType: 'f16'` keeps the linear layers' matrices as packed f16
+   * (half the memory; unpacked in WGSL, no `shader-f16` needed); embeddings, norms and biases stay f32.
+   * f16 weights are for inference and frozen-base methods (LoRA); full / partial fine-tuning needs f32.
+   */
+  static async load(
+    ctx: GpuContext,
+    ck: Checkpoint,
+    onProgress?: (p: LoadProgress) => void,
+    opts: { weightDType?: 'f32' | 'f16' } = {},
+  ): Promise<GpuModel> {
+    const f16 = opts.weightDType === 'f16';
+    const uploadMatrix = (shape: number[], values: Float32Array, label: string): GpuTensor =>
+      f16 ? uploadF16(ctx, shape, values, label) : ctx.tensor(shape, { role: 'weights', label, data: values });
     const c = ck.config;
     const L = modelLayout(c);
     const total = ck.tensors.size;
@@ -72,11 +86,15 @@ export class GpuModel {
       weight: await upload(`${d.module}.weight`, [d.size]),
       bias: d.bias ? await upload(`${d.module}.bias`, [d.size]) : null,
     });
-    const linear = async (d: LinearDesc): Promise<GpuLinear> => ({
-      desc: d,
-      weight: await upload(`${d.module}.weight`, d.layout === 'out_in' ? [d.out, d.in] : [d.in, d.out]),
-      bias: d.bias ? await upload(`${d.module}.bias`, [d.out]) : null,
-    });
+    const linear = async (d: LinearDesc): Promise<GpuLinear> => {
+      const name = `${d.module}.weight`;
+      const values = await ck.readF32(name);
+      const weight = uploadMatrix(d.layout === 'out_in' ? [d.out, d.in] : [d.in, d.out], values, name);
+      done++;
+      bytes += values.byteLength;
+      onProgress?.({ tensor: name, done, total, bytes });
+      return { desc: d, weight, bias: d.bias ? await upload(`${d.module}.bias`, [d.out]) : null };
+    };
     const embed = await upload(L.embed, [c.vocabSize, c.hiddenSize]);
     const positions = L.positions ? await upload(L.positions, [c.maxPositions, c.hiddenSize]) : null;
     const blocks: GpuBlock[] = [];
@@ -94,7 +112,7 @@ export class GpuModel {
           const w = new Float32Array(C * C);
           for (let i = 0; i < C; i++) w.set(W.subarray(i * 3 * C + j * C, i * 3 * C + (j + 1) * C), i * C);
           const desc: LinearDesc = { ...f, short, out: C };
-          const t = ctx.tensor([C, C], { role: 'weights', label: `${f.module}.weight[${short}]`, data: w });
+          const t = uploadMatrix([C, C], w, `${f.module}.weight[${short}]`);
           const bt = ctx.tensor([C], { role: 'weights', label: `${f.module}.bias[${short}]`, data: bias.slice(j * C, (j + 1) * C) });
           return { desc, weight: t, bias: bt };
         };

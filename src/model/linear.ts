@@ -5,13 +5,20 @@
 //   N rows (tokens), in / out features.
 import type { CommandBatch, GpuTensor } from '../gpu';
 import { biasBackward, biasForward } from '../kernels/bias';
-import { matmul } from '../kernels/matmul';
+import { matmul, type MatmulOptions } from '../kernels/matmul';
+import { matmulF16w } from '../kernels/matmul_f16w';
 import type { GpuLinear } from './gpu-model';
+
+/** matmul with W as the B operand, f32 or resident f16. */
+function matmulW(b: CommandBatch, c: GpuTensor, a: GpuTensor, w: GpuTensor, o: MatmulOptions): void {
+  if (w.dtype === 'f16x2') matmulF16w(b, c, a, w, o);
+  else matmul(b, c, a, w, o);
+}
 
 /** y (N, out) = x (N, in) · W + b  (=). */
 export function linearForward(b: CommandBatch, y: GpuTensor, x: GpuTensor, l: GpuLinear, N: number): void {
   const { in: K, out: M } = l.desc;
-  matmul(b, y, x, l.weight, { m: N, n: M, k: K, transB: l.desc.layout === 'out_in' });
+  matmulW(b, y, x, l.weight, { m: N, n: M, k: K, transB: l.desc.layout === 'out_in' });
   if (l.bias) biasForward(b, y, l.bias, N, M);
 }
 
@@ -19,7 +26,7 @@ export function linearForward(b: CommandBatch, y: GpuTensor, x: GpuTensor, l: Gp
 export function linearBackwardInput(b: CommandBatch, dx: GpuTensor, dy: GpuTensor, l: GpuLinear, N: number, accumulate = false): void {
   const { in: K, out: M } = l.desc;
   // out_in: dx = dy · W (W [out, in]) → NN; in_out: dx = dy · Wᵀ (W [in, out]) → NT.
-  matmul(b, dx, dy, l.weight, { m: N, n: K, k: M, transB: l.desc.layout === 'in_out', beta: accumulate ? 1 : 0 });
+  matmulW(b, dx, dy, l.weight, { m: N, n: K, k: M, transB: l.desc.layout === 'in_out', beta: accumulate ? 1 : 0 });
 }
 
 /** dW += dyᵀ·x (out_in) or xᵀ·dy (in_out); db += Σ_rows dy. */

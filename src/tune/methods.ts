@@ -92,6 +92,9 @@ export function planMethod(ctx: GpuContext, model: GpuModel, cfg: MethodConfig, 
     }
   };
   const L = c.numLayers;
+  if (cfg.method !== 'lora' && cfg.method !== 'bitfit' && model.blocks.some((b) => b.q.weight.dtype !== 'f32')) {
+    throw new MethodConfigError(`${cfg.method} fine-tuning updates the weights themselves, which must be f32: load the model with f32 weights (they are f16 or 4-bit now)`);
+  }
   switch (cfg.method) {
     case 'full': {
       addBase(model.layout.embed, model.embed);
