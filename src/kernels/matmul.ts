@@ -150,7 +150,7 @@ export function matmul(batch: CommandBatch, c: GpuTensor, a: GpuTensor, b: GpuTe
     if (t.dtype !== 'f32') throw new KernelArgumentError(kernel, `${name} is ${t.dtype}; matmul reads and writes f32`);
   }
 
-  const ctx = contextOf(batch);
+  const ctx = batch.ctx;
   const variant: MatmulVariant = o.variant ? matmulTuner.byName(o.variant) : matmulTuner.choice(ctx);
   const lacking = variant.features.filter((f) => !ctx.features.has(f));
   if (lacking.length) {
