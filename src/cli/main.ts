@@ -31,6 +31,7 @@ const USAGE = `usage:
   webtune demo [--steps N] [--out DIR]   (fine-tunes the built-in demo model with LoRA, offline)
   webtune generate --model M (--prompt TEXT | --prompt-ids 1,2,3) [--chat] [--max-new-tokens N]
                    [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--seed S] [--json]
+                   [--adapter DIR] [--weights-dtype f32|f16]
 M is a model folder, an http(s) URL of one, or a Hugging Face Hub id (org/name[@revision]).
 --temperature 0 is greedy decoding; --prompt-ids bypasses the tokenizer.`;
 
@@ -115,9 +116,12 @@ async function generateCmd(argv: string[]): Promise<void> {
       'top-p': { type: 'string' },
       'repetition-penalty': { type: 'string' },
       seed: { type: 'string' },
+      'weights-dtype': { type: 'string', default: 'f32' },
       json: { type: 'boolean' },
     },
   });
+  const wd = values['weights-dtype'];
+  if (wd !== 'f32' && wd !== 'f16') throw new UsageError(`--weights-dtype must be f32 or f16, got "${wd}"`);
   if ((values.prompt === undefined) === (values['prompt-ids'] === undefined)) {
     throw new UsageError('give exactly one of --prompt TEXT or --prompt-ids 1,2,3');
   }
@@ -145,7 +149,7 @@ async function generateCmd(argv: string[]): Promise<void> {
   const temperature = num(values.temperature, 'temperature', ck.generation.temperature ?? 0);
   const ctx = await acquireNodeContext();
   if (process.env.WEBTUNE_WEBGPU_FALLBACK) log(`adapter: ${ctx.summary.vendor} ${ctx.summary.architecture} (CPU fallback)`);
-  const model = await GpuModel.load(ctx, ck);
+  const model = await GpuModel.load(ctx, ck, undefined, { weightDType: wd });
   const capacity = Math.min(ck.config.maxPositions, promptIds.length + maxNew);
   const session = new InferenceSession(model, capacity);
   let plan: MethodPlan | null = null;

@@ -29,13 +29,12 @@ export function inferencePlan(
   for (const [name, shape] of expectedTensors(c)) {
     const n = shape.reduce((a, b) => a * b, 1);
     parameters += n;
-    // Norms and biases stay f32 (tiny); matrices take the residency dtype.
-    const b = shape.length >= 2 ? n * bytesPer : n * 4;
+    // Linear-layer matrices take the residency dtype; embeddings, norms and biases stay f32.
+    const b = isLinearMatrix(name, shape) ? n * bytesPer : n * 4;
     if (b > largest) largest = b;
-    void name;
   }
-  const weightBytes = [...expectedTensors(c).values()].reduce(
-    (s, shape) => s + shape.reduce((a, b) => a * b, 1) * (shape.length >= 2 ? bytesPer : 4),
+  const weightBytes = [...expectedTensors(c)].reduce(
+    (s, [name, shape]) => s + shape.reduce((a, b) => a * b, 1) * (isLinearMatrix(name, shape) ? bytesPer : 4),
     0,
   );
   const B = opts.batch ?? 1;
@@ -56,6 +55,10 @@ export function inferencePlan(
     totalBytes: weightBytes + kvCacheBytes + activationBytes,
     largestTensorBytes: largest,
   };
+}
+
+function isLinearMatrix(name: string, shape: number[]): boolean {
+  return shape.length === 2 && !/(embed_tokens|wte|wpe|lm_head)\.weight$/.test(name);
 }
 
 export function formatBytes(n: number): string {

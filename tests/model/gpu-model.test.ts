@@ -9,6 +9,7 @@ import { GpuModel } from '../../src/model/gpu-model';
 import { InferenceSession } from '../../src/model/inference';
 import { argmax } from '../../src/model/sampling';
 import { TextTokenizer } from '../../src/model/tokenizer';
+import { f16ToF32, f32ToF16 } from '../../src/io/safetensors';
 import { referenceLogits, type RefWeights } from '../../src/ref/model';
 import { expectClose } from '../helpers/compare';
 import { fixture, hasFixture } from '../helpers/fixtures';
@@ -59,6 +60,32 @@ describe('GPU model forward vs float64 reference', () => {
       session.release();
     });
   }
+
+  it('f16-resident weights: logits equal the reference on f16-rounded matrices; matrix memory halves', async () => {
+    const ctx: GpuContext = await gpu();
+    const ck = await openCheckpoint(memoryFiles('tiny-f16', tinyCheckpointFiles(tinyConfigJson('llama'), { seed: 5 })));
+    const before = ctx.memory.report().liveByRole.weights;
+    const m32 = await GpuModel.load(ctx, ck);
+    const bytes32 = ctx.memory.report().liveByRole.weights - before;
+    const m16 = await GpuModel.load(ctx, ck, undefined, { weightDType: 'f16' });
+    const bytes16 = ctx.memory.report().liveByRole.weights - before - bytes32;
+    models.push(m32, m16);
+    expect(m16.blocks[0].q.weight.dtype).toBe('f16x2');
+    const c = ck.config;
+    const matrices = c.numLayers * (c.hiddenSize * (c.numHeads + 2 * c.numKvHeads) * c.headDim + c.numHeads * c.headDim * c.hiddenSize + 3 * c.hiddenSize * c.intermediateSize);
+    expect(bytes32 - bytes16).toBe(matrices * 2);
+    const w = await refWeights(ck);
+    for (const [name, v] of w) {
+      if (/_proj\.weight$/.test(name)) w.set(name, v.map((x) => f16ToF32(f32ToF16(x))));
+    }
+    const ids = [4, 8, 15, 16, 23, 42];
+    const ref = referenceLogits(c, w, [ids]);
+    const s = new InferenceSession(m16, 8);
+    const got = await s.forward(ids);
+    const V = c.vocabSize;
+    expectClose(got, ref.subarray(5 * V), tolFor(ref.subarray(5 * V)), 'f16 logits');
+    s.release();
+  });
 
   it('greedy decoding with the KV cache equals decoding without it', async () => {
     const ctx = await gpu();
