@@ -6,6 +6,7 @@ import { uploadF16 } from '../kernels/matmul_f16w';
 import { ropeInvFreq, ropeInvFreqTensor } from '../kernels/rope';
 import type { Checkpoint } from './checkpoint';
 import type { ModelConfig } from './config';
+import { uploadVocabTable, type VocabPart } from './vocab';
 import { linears, modelLayout, type LinearDesc, type ModelLayout, type NormDesc } from './layout';
 
 export interface GpuLinear {
@@ -45,14 +46,30 @@ export class GpuModel {
     readonly ctx: GpuContext,
     readonly config: ModelConfig,
     readonly layout: ModelLayout,
-    readonly embed: GpuTensor,
+    /** The token embedding as row blocks (one block unless V·C exceeds a binding). */
+    readonly embedParts: VocabPart[],
     readonly positions: GpuTensor | null,
     readonly blocks: GpuBlock[],
     readonly finalNorm: GpuNorm,
-    /** [V, C]: the embedding itself when tied. */
-    readonly lmHead: GpuTensor,
+    /** The output projection [V, C] as row blocks: the embedding's blocks when tied. */
+    readonly headParts: VocabPart[],
     readonly invFreq: GpuTensor | null,
   ) {}
+
+  /** The embedding table [V, C] when it is one tensor (the first block otherwise; see embedParts). */
+  get embed(): GpuTensor {
+    return this.embedParts[0].table;
+  }
+
+  /** The output projection [V, C] when it is one tensor (the first block otherwise). */
+  get lmHead(): GpuTensor {
+    return this.headParts[0].table;
+  }
+
+  /** True when the vocabulary tables are split across bindings (they cannot be trained then). */
+  get vocabSplit(): boolean {
+    return this.embedParts.length > 1 || this.headParts.length > 1;
+  }
 
   /**
    * Upload a checkpoint's weights. `weightDType: 'f16'` keeps the linear layers' matrices as packed f16
@@ -63,8 +80,9 @@ export class GpuModel {
     ctx: GpuContext,
     ck: Checkpoint,
     onProgress?: (p: LoadProgress) => void,
-    opts: { weightDType?: 'f32' | 'f16' } = {},
+    opts: { weightDType?: 'f32' | 'f16'; /** test hook: split vocabulary tables above this many bytes */ maxBindingBytes?: number } = {},
   ): Promise<GpuModel> {
+    const maxBinding = Math.min(opts.maxBindingBytes ?? Infinity, ctx.limits.maxStorageBufferBindingSize);
     const f16 = opts.weightDType === 'f16';
     const uploadMatrix = (shape: number[], values: Float32Array, label: string): GpuTensor =>
       f16 ? uploadF16(ctx, shape, values, label) : ctx.tensor(shape, { role: 'weights', label, data: values });
@@ -95,7 +113,14 @@ export class GpuModel {
       onProgress?.({ tensor: name, done, total, bytes });
       return { desc: d, weight, bias: d.bias ? await upload(`${d.module}.bias`, [d.out]) : null };
     };
-    const embed = await upload(L.embed, [c.vocabSize, c.hiddenSize]);
+    const vocabTable = async (name: string): Promise<VocabPart[]> => {
+      const values = await ck.readF32(name);
+      done++;
+      bytes += values.byteLength;
+      onProgress?.({ tensor: name, done, total, bytes });
+      return uploadVocabTable(ctx, values, c.vocabSize, c.hiddenSize, name, maxBinding);
+    };
+    const embedParts = await vocabTable(L.embed);
     const positions = L.positions ? await upload(L.positions, [c.maxPositions, c.hiddenSize]) : null;
     const blocks: GpuBlock[] = [];
     for (const b of L.blocks) {
@@ -140,7 +165,7 @@ export class GpuModel {
       });
     }
     const finalNorm = await norm(L.finalNorm);
-    const lmHead = L.lmHead ? await upload(L.lmHead, [c.vocabSize, c.hiddenSize]) : embed;
+    const headParts = L.lmHead ? await vocabTable(L.lmHead) : embedParts;
     let invFreq: GpuTensor | null = null;
     if (c.positions === 'rope') {
       const s = c.ropeScaling;
@@ -160,7 +185,7 @@ export class GpuModel {
         ),
       );
     }
-    return new GpuModel(ctx, c, L, embed, positions, blocks, finalNorm, lmHead, invFreq);
+    return new GpuModel(ctx, c, L, embedParts, positions, blocks, finalNorm, headParts, invFreq);
   }
 
   /** Every linear layer of the model with its block index (for methods such as LoRA). */
@@ -179,9 +204,8 @@ export class GpuModel {
         this.ctx.release(t);
       }
     };
-    rel(this.embed);
+    for (const p of [...this.embedParts, ...this.headParts]) rel(p.table);
     rel(this.positions);
-    rel(this.lmHead);
     rel(this.invFreq);
     for (const b of this.blocks) {
       for (const n of [b.attnNorm, b.mlpNorm]) {

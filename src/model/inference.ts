@@ -4,7 +4,6 @@
 //   C hidden, NH/NKV heads, D head dim, I MLP size, V vocabulary.
 import type { GpuContext, GpuTensor } from '../gpu';
 import { attentionForward } from '../kernels/attention';
-import { embeddingForward } from '../kernels/embedding';
 import { geluForward } from '../kernels/gelu';
 import { layernormForward } from '../kernels/layernorm';
 import { residualAccumulate } from '../kernels/residual';
@@ -16,7 +15,8 @@ import type { GpuModel, GpuNorm } from './gpu-model';
 import { loraForwardDown, loraForwardUp } from '../kernels/lora';
 import type { AdapterSet, LoraGroupTensors } from './adapters';
 import type { GpuLinear } from './gpu-model';
-import { lmHeadForward, linearForward } from './linear';
+import { linearForward } from './linear';
+import { embedTokens, projectVocab } from './vocab';
 
 export class ContextLengthError extends Error {
   override name = 'ContextLengthError';
@@ -171,10 +171,8 @@ export class InferenceSession {
     const kvDim = c.numKvHeads * c.headDim;
     this.ctx.write(w.ids, Uint32Array.from(ids));
     const b = this.ctx.batch();
-    embeddingForward(b, w.x, w.ids, m.embed, {
-      hostIds: ids,
-      positions: m.positions ? { table: m.positions, seqLen: T, start: P } : undefined,
-    });
+    const temps: GpuTensor[] = [];
+    embedTokens(b, w.x, w.ids, ids, m.embedParts, m.positions ? { table: m.positions, seqLen: T, start: P } : undefined, temps);
     for (let l = 0; l < m.blocks.length; l++) {
       const blk = m.blocks[l];
       this.norm(b, w.h, w.x, blk.attnNorm, T, w.stat1, w.stat2);
@@ -212,8 +210,12 @@ export class InferenceSession {
     }
     b.copyElements(w.x, (T - 1) * C, this.last, 0, C);
     this.norm(b, this.lastNormed, this.last, m.finalNorm, 1, this.lastStat1, this.lastStat2);
-    lmHeadForward(b, this.logits, this.lastNormed, m.lmHead, 1);
-    await this.ctx.submit(b);
+    projectVocab(b, this.logits, this.lastNormed, m.headParts, 1, temps);
+    try {
+      await this.ctx.submit(b);
+    } finally {
+      for (const t of temps) this.ctx.release(t);
+    }
     const logits = await this.ctx.readF32(this.logits);
     this.past += T;
     return logits;

@@ -8,7 +8,7 @@ import { adamwUpdate } from '../kernels/adamw';
 import { attentionBackward, attentionForward } from '../kernels/attention';
 import { crossEntropyBackward, crossEntropyForward } from '../kernels/cross_entropy';
 import { dropoutBackward, dropoutForward } from '../kernels/dropout';
-import { buildEmbeddingIndex, embeddingBackward, embeddingForward, embeddingPositionsBackward, uploadEmbeddingIndex } from '../kernels/embedding';
+import { buildEmbeddingIndex, embeddingBackward, embeddingPositionsBackward, uploadEmbeddingIndex } from '../kernels/embedding';
 import { geluBackward, geluForward } from '../kernels/gelu';
 import { gradNorm, gradNormPartialsLength } from '../kernels/grad_norm';
 import { layernormBackward, layernormForward } from '../kernels/layernorm';
@@ -19,7 +19,8 @@ import { rmsnormBackward, rmsnormForward } from '../kernels/rmsnorm';
 import { ropeBackward, ropeForward } from '../kernels/rope';
 import { swigluBackward, swigluForward } from '../kernels/swiglu';
 import type { GpuLinear, GpuModel, GpuNorm } from '../model/gpu-model';
-import { linearBackwardInput, linearBackwardParams, linearForward, lmHeadForward } from '../model/linear';
+import { linearBackwardInput, linearBackwardParams, linearForward } from '../model/linear';
+import { embedTokens, projectVocab, projectVocabBackwardInput } from '../model/vocab';
 import type { LoraGroup, MethodPlan } from './methods';
 
 /** One micro-batch: ids and already-shifted targets (target[t] = label[t+1], −100 = not counted). */
@@ -387,10 +388,7 @@ export class TrainingEngine {
     };
     const attnSizes = { batch: mb.B, seqLen: mb.T, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim };
     // ---- forward
-    embeddingForward(b, w.layers[0].x, ids, m.embed, {
-      hostIds: mb.ids,
-      positions: m.positions ? { table: m.positions, seqLen: mb.T, start: 0 } : undefined,
-    });
+    embedTokens(b, w.layers[0].x, ids, mb.ids, m.embedParts, m.positions ? { table: m.positions, seqLen: mb.T, start: 0 } : undefined, this.pendingRelease);
     for (let l = 0; l < m.blocks.length; l++) {
       const blk = m.blocks[l];
       const s = w.layers[l];
@@ -416,14 +414,14 @@ export class TrainingEngine {
       residualForward(b, l + 1 < m.blocks.length ? w.layers[l + 1].x : w.xf, s.xmid, w.o);
     }
     this.normForward(b, w.hf, w.sfa, w.sfb, w.xf, m.finalNorm, N);
-    lmHeadForward(b, w.logits, w.hf, m.lmHead, N);
+    projectVocab(b, w.logits, w.hf, m.headParts, N, this.pendingRelease);
     crossEntropyForward(b, w.ceLosses, w.ceLse, w.ceStats, w.logits, targets, { hostTargets: mb.targets });
     b.copyElements(w.ceStats, 0, this.stepStats, slot * 3, 3);
     if (!withBackward) return;
     // ---- backward
     crossEntropyBackward(b, w.dlogits, w.logits, w.ceLse, targets, scale);
     const V = c.vocabSize;
-    matmul(b, w.dh, w.dlogits, m.lmHead, { m: N, n: C, k: V }); // dhf = dlogits · E
+    projectVocabBackwardInput(b, w.dh, w.dlogits, m.headParts, N, this.pendingRelease); // dhf = dlogits · E
     const dHead = this.gradOf(m.lmHead);
     if (dHead) matmul(b, dHead, w.dlogits, w.hf, { m: V, n: C, k: N, transA: true, beta: 1 });
     this.normBackward(b, w.dx, w.dh, w.xf, m.finalNorm, w.sfa, w.sfb, N);

@@ -95,6 +95,12 @@ export function planMethod(ctx: GpuContext, model: GpuModel, cfg: MethodConfig, 
   if (cfg.method !== 'lora' && cfg.method !== 'bitfit' && model.blocks.some((b) => b.q.weight.dtype !== 'f32')) {
     throw new MethodConfigError(`${cfg.method} fine-tuning updates the weights themselves, which must be f32: load the model with f32 weights (they are f16 or 4-bit now)`);
   }
+  const trainsVocab = cfg.method === 'full' || (cfg.method === 'partial' && cfg.trainLmHead);
+  if (trainsVocab && model.vocabSplit) {
+    throw new MethodConfigError(
+      `the ${c.vocabSize}×${c.hiddenSize} embedding is split across GPU bindings on this adapter and cannot be trained; use LoRA, or partial fine-tuning without the lm_head`,
+    );
+  }
   switch (cfg.method) {
     case 'full': {
       addBase(model.layout.embed, model.embed);

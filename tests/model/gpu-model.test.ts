@@ -87,6 +87,41 @@ describe('GPU model forward vs float64 reference', () => {
     s.release();
   });
 
+  for (const arch of ['llama', 'gpt2'] as const) {
+    it(`${arch}: vocabulary tables split across bindings give the same logits and LoRA gradients`, async () => {
+      const ctx: GpuContext = await gpu();
+      const cfg = tinyConfigJson(arch, arch === 'llama' ? { tie_word_embeddings: false } : {});
+      const ck = await openCheckpoint(memoryFiles('split', tinyCheckpointFiles(cfg, { seed: 12 })));
+      const whole = await GpuModel.load(ctx, ck);
+      // 97 × 32 × 4 bytes per table: at most 40 rows per binding → 3 row blocks.
+      const split = await GpuModel.load(ctx, ck, undefined, { maxBindingBytes: 40 * 32 * 4 });
+      models.push(whole, split);
+      expect(split.embedParts.map((p) => p.rows)).toEqual([40, 40, 17]);
+      expect(split.vocabSplit).toBe(true);
+      const ids = [96, 0, 41, 39, 80, 7];
+      const a = new InferenceSession(whole, 8);
+      const b = new InferenceSession(split, 8);
+      expectClose(await b.forward(ids), await a.forward(ids), { rtol: 1e-6, atol: 1e-6 }, 'split logits');
+      a.release();
+      b.release();
+      const { planMethod, releasePlan } = await import('../../src/tune/methods');
+      const { TrainingEngine, shiftTargets } = await import('../../src/tune/engine');
+      const grads: Float32Array[] = [];
+      for (const m of [whole, split]) {
+        const plan = planMethod(ctx, m, { method: 'lora', lora: { r: 2, alpha: 4, dropout: 0, targets: ['all-linear'], rslora: false } }, 3);
+        for (const g of plan.loraGroups) for (const p of g.parts) ctx.write(p.B, new Float32Array(p.outFeatures * g.r).fill(0.01));
+        const eng = new TrainingEngine(ctx, m, plan, 3);
+        const flat = Uint32Array.from([...ids, ...ids.slice().reverse()]);
+        await eng.computeGradients([{ B: 2, T: 6, ids: flat, targets: shiftTargets(Int32Array.from(flat), 2, 6) }]);
+        grads.push(await ctx.readF32(eng.grads.get(plan.loraGroups[0].A)!));
+        expect(() => planMethod(ctx, split, { method: 'full' }, 0)).toThrow(/split across GPU bindings/);
+        eng.release();
+        releasePlan(ctx, plan);
+      }
+      expectClose(grads[1], grads[0], { rtol: 1e-5, atol: 1e-7 }, 'LoRA gradient with split vocabulary');
+    });
+  }
+
   it('greedy decoding with the KV cache equals decoding without it', async () => {
     const ctx = await gpu();
     const ck = await openCheckpoint(memoryFiles('tiny', tinyCheckpointFiles(tinyConfigJson('llama'), { seed: 9 })));
