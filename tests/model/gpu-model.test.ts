@@ -36,7 +36,11 @@ describe('GPU model forward vs float64 reference', () => {
   for (const arch of ['llama', 'qwen2', 'gpt2'] as const) {
     it(`${arch}: logits at every position (KV cache, one token at a time and as a prefill) match`, async () => {
       const ctx: GpuContext = await gpu();
-      const cfg = tinyConfigJson(arch);
+      // Llama with Llama-3 rope scaling (a short original context so every frequency band is exercised).
+      const cfg = tinyConfigJson(
+        arch,
+        arch === 'llama' ? { rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 } } : {},
+      );
       const ck = await openCheckpoint(memoryFiles(`tiny-${arch}`, tinyCheckpointFiles(cfg, { seed: 3 })));
       const model = await GpuModel.load(ctx, ck);
       models.push(model);
