@@ -18,6 +18,7 @@ import { planMethod, releasePlan, type MethodPlan } from '../tune/methods';
 import { modelFilesFromArg } from './source';
 import { demoCmd } from './demo';
 import { evalCmd, trainCmd } from './train';
+import { UsageError, log, num } from './args';
 
 const USAGE = `usage:
   webtune info --model M
@@ -35,18 +36,6 @@ const USAGE = `usage:
 M is a model folder, an http(s) URL of one, or a Hugging Face Hub id (org/name[@revision]).
 --temperature 0 is greedy decoding; --prompt-ids bypasses the tokenizer.`;
 
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
-
-const log = (line: string): void => void process.stderr.write(`${line}\n`);
-
-function num(v: string | undefined, name: string, fallback: number): number {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got "${v}"`);
-  return n;
-}
 
 async function loadCheckpoint(model: string | undefined) {
   if (!model) throw new UsageError('--model is required');

@@ -15,19 +15,8 @@ import type { MethodName } from '../tune/methods';
 import type { ScheduleName } from '../tune/schedule';
 import { Trainer, type TrainConfig, type TrainEvent, type TrainStateMeta } from '../tune/trainer';
 import { modelFilesFromArg } from './source';
+import { UsageError, log, num } from './args';
 
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
-
-const log = (line: string): void => void process.stderr.write(`${line}\n`);
-
-function num(v: string | undefined, name: string, fallback: number): number {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got "${v}"`);
-  return n;
-}
 
 function int(v: string | undefined, name: string, fallback: number, min = 1): number {
   const n = num(v, name, fallback);

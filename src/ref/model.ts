@@ -33,6 +33,21 @@ export function linearRef(x: Float64Array, N: number, l: LinearDesc, w: RefWeigh
   return y;
 }
 
+/** RoPE inverse frequencies (llama3 scaling when configured), rounded to f32 once as HF computes them. */
+export function referenceInvFreq(c: ModelConfig): Float64Array {
+  let invFreq = ropeInvFreq(c.headDim, c.ropeTheta);
+  if (c.ropeScaling) {
+    const s = c.ropeScaling;
+    invFreq = llama3InvFreq(invFreq, {
+      factor: s.factor,
+      low_freq_factor: s.lowFreqFactor,
+      high_freq_factor: s.highFreqFactor,
+      original_max_position_embeddings: s.originalMaxPositionEmbeddings,
+    });
+  }
+  return invFreq.map((f) => Math.fround(f));
+}
+
 function add(a: Float64Array, b: Float64Array): Float64Array {
   return a.map((v, i) => v + b[i]);
 }
@@ -71,21 +86,7 @@ export function referenceLogits(
     C,
     L.positions ? { table: get(w, L.positions), nPos: c.maxPositions, seqLen: T, start: 0 } : undefined,
   );
-  let invFreq: Float64Array | null = null;
-  if (c.positions === 'rope') {
-    invFreq = ropeInvFreq(c.headDim, c.ropeTheta);
-    if (c.ropeScaling) {
-      const s = c.ropeScaling;
-      invFreq = llama3InvFreq(invFreq, {
-        factor: s.factor,
-        low_freq_factor: s.lowFreqFactor,
-        high_freq_factor: s.highFreqFactor,
-        original_max_position_embeddings: s.originalMaxPositionEmbeddings,
-      });
-    }
-    // The GPU rounds the table to f32 once, as HF computes inv_freq in f32.
-    invFreq = invFreq.map((f) => Math.fround(f));
-  }
+  const invFreq = c.positions === 'rope' ? referenceInvFreq(c) : null;
   const qDim = c.numHeads * c.headDim;
   const kvDim = c.numKvHeads * c.headDim;
   for (const blk of L.blocks) {

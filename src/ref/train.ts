@@ -7,7 +7,7 @@
 // Letters: B batch, T tokens per sequence, N = B·T, C hidden, V vocabulary, R LoRA rank.
 import type { ModelConfig } from '../model/config';
 import { modelLayout, type LinearDesc, type NormDesc } from '../model/layout';
-import { llama3InvFreq, ropeInvFreq } from './rope';
+import { referenceInvFreq } from './model';
 import { Tape, type Var } from './tape';
 
 export interface RefLora {
@@ -33,20 +33,7 @@ export interface RefTrainResult {
   grads: Map<string, Float64Array>;
 }
 
-/** RoPE inverse frequencies exactly as referenceLogits builds them (llama3 scaling, then rounded to f32). */
-export function referenceInvFreq(c: ModelConfig): Float64Array {
-  let invFreq = ropeInvFreq(c.headDim, c.ropeTheta);
-  if (c.ropeScaling) {
-    const s = c.ropeScaling;
-    invFreq = llama3InvFreq(invFreq, {
-      factor: s.factor,
-      low_freq_factor: s.lowFreqFactor,
-      high_freq_factor: s.highFreqFactor,
-      original_max_position_embeddings: s.originalMaxPositionEmbeddings,
-    });
-  }
-  return invFreq.map((f) => Math.fround(f));
-}
+export { referenceInvFreq };
 
 export function referenceTrainStep(
   c: ModelConfig,

@@ -468,6 +468,13 @@ export class TrainingEngine {
 
   private pendingRelease: GpuTensor[] = [];
 
+  /** Room for the [mean, sum, count] of `n` micro-batches. */
+  private ensureStats(n: number): void {
+    if (numelOf(this.stepStats) >= 3 * n) return;
+    this.ctx.release(this.stepStats);
+    this.stepStats = this.ctx.tensor([3 * n], { role: 'scratch', label: 'step stats' });
+  }
+
   /**
    * One optimizer step over micro-batches (gradient accumulation): forward/backward of each, the
    * global gradient norm; then (if the loss and norm are finite) clipping + AdamW, and zeroed
@@ -477,10 +484,7 @@ export class TrainingEngine {
     let total = 0;
     for (const mb of micro) for (const t of mb.targets) if (t !== -100) total++;
     if (total === 0) throw new Error('this step has no counted targets (every label is -100): nothing to train on');
-    if (numelOf(this.stepStats) < 3 * micro.length) {
-      this.ctx.release(this.stepStats);
-      this.stepStats = this.ctx.tensor([3 * micro.length], { role: 'scratch', label: 'step stats' });
-    }
+    this.ensureStats(micro.length);
     this.dropoutBase = this.dropoutOffset;
     const b = this.ctx.batch();
     micro.forEach((mb, i) => this.recordMicroBatch(b, mb, 1 / total, i));
@@ -496,12 +500,7 @@ export class TrainingEngine {
     const stats = await this.ctx.readF32(this.stepStats);
     const norm = (await this.ctx.readF32(this.totalNorm))[0];
     for (const t of this.pendingRelease.splice(0)) this.ctx.release(t);
-    let sum = 0;
-    let count = 0;
-    for (let i = 0; i < micro.length; i++) {
-      sum += stats[i * 3 + 1];
-      count += stats[i * 3 + 2];
-    }
+    const { sum, count } = sumStats(stats, micro.length);
     const loss = sum / count;
     const skipped = !Number.isFinite(loss) || !Number.isFinite(norm);
     const u = this.ctx.batch();
@@ -532,10 +531,7 @@ export class TrainingEngine {
   async computeGradients(micro: MicroBatch[]): Promise<{ loss: number; count: number }> {
     let total = 0;
     for (const mb of micro) for (const t of mb.targets) if (t !== -100) total++;
-    if (numelOf(this.stepStats) < 3 * micro.length) {
-      this.ctx.release(this.stepStats);
-      this.stepStats = this.ctx.tensor([3 * micro.length], { role: 'scratch', label: 'step stats' });
-    }
+    this.ensureStats(micro.length);
     this.dropoutBase = this.dropoutOffset;
     const b = this.ctx.batch();
     micro.forEach((mb, i) => this.recordMicroBatch(b, mb, 1 / total, i));
@@ -543,33 +539,20 @@ export class TrainingEngine {
     const stats = await this.ctx.readF32(this.stepStats);
     for (const t of this.pendingRelease.splice(0)) this.ctx.release(t);
     this.pruneWorkspaces();
-    let sum = 0;
-    let count = 0;
-    for (let i = 0; i < micro.length; i++) {
-      sum += stats[i * 3 + 1];
-      count += stats[i * 3 + 2];
-    }
+    const { sum, count } = sumStats(stats, micro.length);
     return { loss: sum / count, count };
   }
 
   /** Loss over micro-batches without updating anything (validation / reference sets). */
   async evaluate(micro: MicroBatch[]): Promise<{ loss: number; count: number }> {
     if (micro.length === 0) return { loss: NaN, count: 0 };
-    if (numelOf(this.stepStats) < 3 * micro.length) {
-      this.ctx.release(this.stepStats);
-      this.stepStats = this.ctx.tensor([3 * micro.length], { role: 'scratch', label: 'step stats' });
-    }
+    this.ensureStats(micro.length);
     const b = this.ctx.batch();
     micro.forEach((mb, i) => this.recordMicroBatch(b, mb, 0, i, false));
     await this.ctx.submit(b);
     this.pruneWorkspaces();
     const stats = await this.ctx.readF32(this.stepStats);
-    let sum = 0;
-    let count = 0;
-    for (let i = 0; i < micro.length; i++) {
-      sum += stats[i * 3 + 1];
-      count += stats[i * 3 + 2];
-    }
+    const { sum, count } = sumStats(stats, micro.length);
     return { loss: sum / count, count };
   }
 
@@ -582,6 +565,17 @@ export class TrainingEngine {
     }
     for (const t of [this.normScratch.w, this.normScratch.b, this.partials, this.totalNorm, this.clipCoef, this.stepStats]) this.ctx.release(t);
   }
+}
+
+/** Σ sum and Σ count over the [mean, sum, count] triples of `n` micro-batches. */
+function sumStats(stats: Float32Array, n: number): { sum: number; count: number } {
+  let sum = 0;
+  let count = 0;
+  for (let i = 0; i < n; i++) {
+    sum += stats[i * 3 + 1];
+    count += stats[i * 3 + 2];
+  }
+  return { sum, count };
 }
 
 function numelOf(t: GpuTensor): number {
