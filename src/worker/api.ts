@@ -5,6 +5,13 @@
 // CheckpointError); src/ui/errors.ts turns them into messages a person understands.
 import type { AdapterSummary } from '../gpu/context';
 import type { InferencePlan } from '../model/memory';
+import type { DatasetInfo, DatasetStats, PreviewRow, Problem } from '../tune/data';
+import type { FitCheck, TrainMemoryPlan } from '../tune/memory-plan';
+import type { MethodName } from '../tune/methods';
+import type { ScheduleName } from '../tune/schedule';
+import type { TrainEvent } from '../tune/trainer';
+
+export type { DatasetInfo, DatasetStats, PreviewRow, Problem, FitCheck, TrainMemoryPlan, MethodName, ScheduleName, TrainEvent };
 
 export interface GpuReport {
   ok: true;
@@ -117,6 +124,8 @@ export interface GenerationOptions {
   /** 1 = off. */
   repetitionPenalty?: number;
   seed?: number;
+  /** Generate with the adapter of the last training run (LoRA) instead of the base weights. Default false. */
+  adapter?: boolean;
 }
 
 /** A streamed piece of output: `text` is new text since the previous delta (possibly several tokens). */
@@ -139,7 +148,145 @@ export interface GenerationResult {
   tokensPerSec: number;
 }
 
-export interface WorkerApi {
+// ── Training data ────────────────────────────────────────────────────────────────────────────────
+
+export type DatasetSource =
+  /** The demo dataset served with the app (public/demo/dataset.jsonl; corpus.txt becomes the reference set). */
+  | { kind: 'demo'; baseUrl?: string }
+  /** A file the person picked or dropped (txt, jsonl, json, csv, tsv), read as text in the page. */
+  | { kind: 'file'; name: string; text: string };
+
+/** How rows become training examples (the sequence length comes from the run settings). */
+export interface DataOptions {
+  /** 'completion': loss on completions / assistant turns only; 'all': every token. */
+  lossOn: 'completion' | 'all';
+  /** Percent of the rows held out for validation (0: none). */
+  validationPercent: number;
+  /** Skip malformed rows (listed as problems) instead of refusing the file. */
+  skipBadRows: boolean;
+  /** Concatenate examples into full-length blocks. */
+  pack: boolean;
+}
+
+export interface DatasetReport {
+  ok: true;
+  /** The file's name ("dataset.jsonl" for the demo). */
+  name: string;
+  info: DatasetInfo;
+  stats: DatasetStats;
+  /** The first rows as the model sees them, token by token, with the trained tokens flagged. */
+  preview: PreviewRow[];
+  /** Every problem row (warnings included) with its line number, at most PROBLEMS_SHOWN of them. */
+  problems: Problem[];
+  problemCount: number;
+  /** General text whose loss measures forgetting, when there is one (the demo's corpus.txt). */
+  reference: { name: string; examples: number } | null;
+}
+
+/** The file cannot be used: malformed rows (each with its line number), an empty file, … */
+export interface DatasetRejected {
+  ok: false;
+  /** Error name: DatasetLineError, EmptyDatasetError, DatasetError. */
+  name: string;
+  message: string;
+  problems: Problem[];
+  problemCount: number;
+}
+
+// ── Training ─────────────────────────────────────────────────────────────────────────────────────
+
+/** Everything a run is configured by, as the page edits it and shares it (link / JSON file). */
+export interface TrainSettings {
+  method: MethodName;
+  /** LoRA: rank, alpha, dropout, target modules ([] = the architecture's defaults, or "all-linear"), rsLoRA scaling. */
+  lora: { r: number; alpha: number; dropout: number; targets: string[]; rslora: boolean };
+  /** partial: train the last N blocks. */
+  trainableLayers: number;
+  lr: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  schedule: ScheduleName;
+  warmupSteps: number;
+  /** 0: no clipping. */
+  maxGradNorm: number;
+  /** Rows per micro-batch. */
+  batchSize: number;
+  gradAccum: number;
+  /** The longest sequence in tokens (longer rows are truncated). */
+  seqLen: number;
+  /** Optimizer steps; 0: run `epochs` over the training set instead. */
+  steps: number;
+  epochs: number;
+  seed: number;
+  shuffle: boolean;
+  /** Evaluate (validation + reference loss, and a generated sample) every N steps; 0: only at the end. */
+  evalEvery: number;
+  /** At most this many batches per evaluation; 0: all. */
+  maxEvalBatches: number;
+}
+
+/** The memory a run needs, for the chosen method and side by side for full fine-tuning, LoRA and QLoRA. */
+export interface MemoryEstimate {
+  chosen: TrainMemoryPlan;
+  full: TrainMemoryPlan;
+  lora: TrainMemoryPlan;
+  qlora: TrainMemoryPlan;
+  fit: { chosen: FitCheck; full: FitCheck; lora: FitCheck; qlora: FitCheck };
+  limits: { maxBufferSize: number; maxStorageBufferBindingSize: number };
+}
+
+export type TrainPhase = 'preparing' | 'compiling' | 'running' | 'paused' | 'stopping' | 'done' | 'stopped' | 'error';
+
+/** What a run streams back, batched (several per callback). */
+export type TrainMessage =
+  | { kind: 'phase'; phase: TrainPhase; detail?: string }
+  | { kind: 'started'; totalSteps: number; trainableParameters: number; trainExamples: number; validationExamples: number; referenceExamples: number }
+  /** A step (with evalLoss / referenceLoss when it was an evaluation step), or the final 'done' / 'stopped'. */
+  | { kind: 'event'; event: TrainEvent }
+  /** At each evaluation: what the model now writes for a fixed prompt (greedy). */
+  | { kind: 'sample'; step: number; prompt: string; text: string };
+
+export interface TrainResult {
+  status: 'done' | 'stopped';
+  step: number;
+  totalSteps: number;
+  final: TrainEvent;
+  /** 'peft': a LoRA adapter; 'checkpoint': full / partial / BitFit changed the base weights. */
+  exportKind: 'peft' | 'checkpoint';
+}
+
+/** Files to download (bytes transferred, not copied). */
+export interface ExportedFiles {
+  kind: 'peft' | 'checkpoint';
+  /** Steps trained when exported. */
+  step: number;
+  files: { name: string; bytes: ArrayBuffer }[];
+}
+
+export interface TrainApi {
+  /** Read and tokenize a dataset with the loaded model's tokenizer; problems come back with line numbers. */
+  loadDataset(source: DatasetSource, options: DataOptions & { maxLength: number }): Promise<DatasetReport | DatasetRejected>;
+  /** The memory estimate for these settings on the loaded model, against the adapter's limits. */
+  planMemory(settings: TrainSettings): Promise<MemoryEstimate>;
+  /**
+   * Train on the loaded dataset; resolves when the run ends (done or stopped). Progress arrives through
+   * `onMessage` (throttled; messages batched, none lost).
+   */
+  startTraining(settings: TrainSettings, onMessage?: (messages: TrainMessage[]) => void): Promise<TrainResult>;
+  /** Hold after the current step (the GPU idles; resume continues exactly). */
+  pauseTraining(): Promise<void>;
+  resumeTraining(): Promise<void>;
+  /** Stop after the current step; startTraining then resolves with status 'stopped'. */
+  stopTraining(): Promise<void>;
+  /** The last run's result: the PEFT adapter (LoRA) or the model's safetensors + config (other methods). */
+  exportAdapter(): Promise<ExportedFiles>;
+  /** "Stop and save": stop the run after the current step (if one is running), then export. */
+  stopAndSave(): Promise<ExportedFiles>;
+}
+
+export interface ModelApi {
   /** Acquire (once) the GPU device in the worker and describe the adapter, or say why there is none. */
   probeGpu(): Promise<GpuReport | GpuUnavailable>;
   /** Load a model (replacing the current one), reporting phases through `onProgress` (throttled). */
@@ -151,3 +298,5 @@ export interface WorkerApi {
   /** Stop the generation in progress after the current token; its promise resolves with stoppedBy 'aborted'. */
   stopGeneration(): Promise<void>;
 }
+
+export type WorkerApi = ModelApi & TrainApi;

@@ -18,8 +18,9 @@ import type {
   ModelSource,
   Prompt,
   TokenDelta,
-  WorkerApi,
+  ModelApi,
 } from './api';
+import type { AdapterSet } from '../model/adapters';
 import { BusyError, NoModelError, PromptError } from './errors';
 import { resolveModelFiles, type SourceOptions } from './sources';
 import { throttled } from './throttle';
@@ -28,7 +29,7 @@ import { throttled } from './throttle';
 const PROGRESS_MS = 100;
 const TOKEN_MS = 50;
 
-interface Loaded {
+export interface Loaded {
   ck: Checkpoint;
   model: GpuModel;
   tokenizer: TextTokenizer | null;
@@ -36,7 +37,19 @@ interface Loaded {
   session: InferenceSession | null;
 }
 
-export class ModelEngine implements WorkerApi {
+/** How the training side (train.ts) takes part in the model's life. */
+export interface TrainingHooks {
+  /** Why the model may not be replaced now (a run is going), or null. */
+  busyReason(): string | null;
+  /** The last run's adapter, for generate({ adapter: true }); null when there is none. */
+  adapters(): AdapterSet | null;
+  /** The model is going away: free everything that refers to it. */
+  release(): void;
+}
+
+export class ModelEngine implements ModelApi {
+  /** Set by the training side. */
+  training: TrainingHooks | null = null;
   private context: Promise<GpuContext> | null = null;
   private loaded: Loaded | null = null;
   private loading: AbortController | null = null;
@@ -67,6 +80,8 @@ export class ModelEngine implements WorkerApi {
 
   async loadModel(source: ModelSource, onProgress?: (p: LoadProgress) => void): Promise<ModelInfo> {
     if (this.loading) throw new BusyError('a model is already loading: wait for it, or cancel it first');
+    const busy = this.training?.busyReason();
+    if (busy) throw new BusyError(busy);
     const abort = new AbortController();
     this.loading = abort;
     const progress = throttled(onProgress, PROGRESS_MS, (prev, p) => prev?.phase !== p.phase || p.phase === 'ready');
@@ -136,6 +151,8 @@ export class ModelEngine implements WorkerApi {
       // Grow in steps so a slightly longer prompt does not reallocate the KV cache every time.
       m.session = new InferenceSession(m.model, Math.min(c.maxPositions, Math.max(capacity, 256)));
     }
+    m.session.adapters = options.adapter ? (this.training?.adapters() ?? null) : null;
+    if (options.adapter && !m.session.adapters) throw new PromptError('there is no trained adapter yet: train with LoRA first, or generate with the base model');
     const stops = new Set(m.ck.generation.eosTokenIds);
     if (m.tokenizer?.eosTokenId != null) stops.add(m.tokenizer.eosTokenId);
     const streamer = m.tokenizer ? new TextStreamer((ids) => m.tokenizer!.decode(ids)) : null;
@@ -180,6 +197,11 @@ export class ModelEngine implements WorkerApi {
     this.generating?.abort.abort();
   }
 
+  /** The loaded model (for the training side), or null. */
+  get current(): Loaded | null {
+    return this.loading ? null : this.loaded;
+  }
+
   private promptIds(m: Loaded, prompt: Prompt): number[] {
     const V = m.ck.config.vocabSize;
     if ('ids' in prompt) {
@@ -206,6 +228,7 @@ export class ModelEngine implements WorkerApi {
 
   private unload(): void {
     if (!this.loaded) return;
+    this.training?.release();
     this.loaded.session?.release();
     this.loaded.model.release();
     this.loaded = null;
