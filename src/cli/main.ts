@@ -4,7 +4,11 @@
 //                    [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--seed S] [--json]
 import { parseArgs } from 'node:util';
 import { acquireNodeContext } from '../gpu/node';
-import { openCheckpoint } from '../model/checkpoint';
+import type { Checkpoint, GenerationDefaults } from '../model/checkpoint';
+import { openModel } from '../model/open';
+import { writeBnbCheckpoint } from '../io/bnb';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parameterCount } from '../model/config';
 import { generate, TextStreamer } from '../model/generate';
 import { GpuModel } from '../model/gpu-model';
@@ -22,13 +26,14 @@ import { UsageError, log, num } from './args';
 
 const USAGE = `usage:
   webtune info --model M
-  webtune train --model M --data FILE [--eval-data FILE] [--reference-data FILE] --method lora|full|partial|bitfit
+  webtune train --model M --data FILE [--eval-data FILE] [--reference-data FILE] --method lora|qlora|full|partial|bitfit
                 [--r 8 --alpha 16 --dropout 0.05 --targets q_proj,v_proj --rslora] [--init-adapter DIR]
                 [--trainable-layers N] [--lr 2e-4 --weight-decay 0 --betas 0.9,0.999 --eps 1e-8]
                 [--schedule constant|linear|cosine --warmup-steps N] [--max-grad-norm 1.0] [--batch-size B]
                 [--grad-accum N] [--seq-len L] [--packing] [--epochs E | --steps N] [--seed S] [--no-shuffle]
                 [--eval-every N] [--save-every N] --out DIR [--resume DIR] [--json-log FILE]
   webtune eval --model M [--adapter DIR] --data FILE [--json]
+  webtune quantize --model M --out DIR [--blocksize 64] [--no-double-quant]
   webtune demo [--steps N] [--out DIR]   (fine-tunes the built-in demo model with LoRA, offline)
   webtune generate --model M (--prompt TEXT | --prompt-ids 1,2,3) [--chat] [--max-new-tokens N]
                    [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--seed S] [--json]
@@ -39,7 +44,11 @@ M is a model folder, an http(s) URL of one, or a Hugging Face Hub id (org/name[@
 
 async function loadCheckpoint(model: string | undefined) {
   if (!model) throw new UsageError('--model is required');
-  return openCheckpoint(await modelFilesFromArg(model, log));
+  const opened = await openModel(await modelFilesFromArg(model, log));
+  const generation: GenerationDefaults = opened.prequantized
+    ? { eosTokenIds: opened.eosTokenIds, bosTokenId: opened.config.bosTokenId }
+    : (opened.weights as Checkpoint).generation;
+  return { ...opened, tensors: opened.weights.tensors, generation };
 }
 
 async function info(argv: string[]): Promise<void> {
@@ -138,7 +147,7 @@ async function generateCmd(argv: string[]): Promise<void> {
   const temperature = num(values.temperature, 'temperature', ck.generation.temperature ?? 0);
   const ctx = await acquireNodeContext();
   if (process.env.WEBTUNE_WEBGPU_FALLBACK) log(`adapter: ${ctx.summary.vendor} ${ctx.summary.architecture} (CPU fallback)`);
-  const model = await GpuModel.load(ctx, ck, undefined, { weightDType: wd });
+  const model = await GpuModel.load(ctx, ck.weights, undefined, { weightDType: wd });
   const capacity = Math.min(ck.config.maxPositions, promptIds.length + maxNew);
   const session = new InferenceSession(model, capacity);
   let plan: MethodPlan | null = null;
@@ -179,6 +188,28 @@ async function generateCmd(argv: string[]): Promise<void> {
   ctx.destroy();
 }
 
+/** `webtune quantize --model M --out DIR`: a transformers + bitsandbytes 4-bit (NF4) checkpoint. */
+async function quantizeCmd(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { model: { type: 'string' }, out: { type: 'string' }, blocksize: { type: 'string' }, 'no-double-quant': { type: 'boolean' } },
+  });
+  if (!values.out) throw new UsageError('--out DIR is required');
+  const opened = await loadCheckpoint(values.model);
+  if (opened.prequantized) throw new UsageError(`${values.model} is already a 4-bit checkpoint`);
+  const files = await writeBnbCheckpoint(opened.weights as Checkpoint, {
+    blocksize: values.blocksize ? Number(values.blocksize) : 64,
+    doubleQuant: !values['no-double-quant'],
+  });
+  mkdirSync(values.out, { recursive: true });
+  let bytes = 0;
+  for (const [name, data] of Object.entries(files)) {
+    writeFileSync(join(values.out, name), data);
+    bytes += typeof data === 'string' ? data.length : data.byteLength;
+  }
+  log(`wrote ${Object.keys(files).length} files (${(bytes / 2 ** 20).toFixed(2)} MiB) to ${values.out}: NF4, blocksize ${values.blocksize ?? 64}, ${values['no-double-quant'] ? 'single' : 'double'} quantization`);
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
@@ -197,6 +228,9 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'demo':
         await demoCmd(rest);
+        return 0;
+      case 'quantize':
+        await quantizeCmd(rest);
         return 0;
       case undefined:
       case '-h':

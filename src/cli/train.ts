@@ -5,7 +5,8 @@ import { parseArgs } from 'node:util';
 import { acquireNodeContext } from '../gpu/node';
 import { directoryFiles } from '../io/files-node';
 import { readPeftAdapter } from '../io/peft';
-import { openCheckpoint, type Checkpoint } from '../model/checkpoint';
+import type { Checkpoint } from '../model/checkpoint';
+import { openModel, type OpenedModel } from '../model/open';
 import { GpuModel } from '../model/gpu-model';
 import { TextTokenizer } from '../model/tokenizer';
 import { exportPeftAdapter, loadAdapterIntoPlan } from '../tune/adapter-io';
@@ -24,11 +25,12 @@ function int(v: string | undefined, name: string, fallback: number, min = 1): nu
   return n;
 }
 
-export async function loadBase(model: string | undefined): Promise<{ ck: Checkpoint; tok: TextTokenizer; name: string }> {
+export async function loadBase(model: string | undefined): Promise<{ opened: OpenedModel; ck: Checkpoint | null; tok: TextTokenizer; name: string }> {
   if (!model) throw new UsageError('--model is required');
-  const ck = await openCheckpoint(await modelFilesFromArg(model, log));
-  if (!ck.tokenizerJson) throw new UsageError(`${model}: tokenizer.json is missing; training needs the model's tokenizer`);
-  return { ck, tok: TextTokenizer.fromText(ck.tokenizerJson, ck.tokenizerConfigJson), name: model };
+  const opened = await openModel(await modelFilesFromArg(model, log));
+  if (!opened.tokenizerJson) throw new UsageError(`${model}: tokenizer.json is missing; training needs the model's tokenizer`);
+  const ck = opened.prequantized ? null : (opened.weights as Checkpoint);
+  return { opened, ck, tok: TextTokenizer.fromText(opened.tokenizerJson, opened.tokenizerConfigJson), name: model };
 }
 
 function fmtTime(s: number): string {
@@ -53,10 +55,11 @@ export function progressLine(e: TrainEvent): string {
 }
 
 /** Save what a run produced: the adapter (LoRA) or a full HF checkpoint, plus the resumable state. */
-async function saveOutputs(out: string, trainer: Trainer, base: Checkpoint, baseName: string, withState: boolean): Promise<void> {
+async function saveOutputs(out: string, trainer: Trainer, opened: OpenedModel, baseName: string, withState: boolean): Promise<void> {
   mkdirSync(out, { recursive: true });
-  if (trainer.plan.config.method === 'lora') {
-    const files = await exportPeftAdapter(trainer.ctx, base.config, trainer.plan, baseName);
+  const base = opened.weights as Checkpoint;
+  if (trainer.plan.loraGroups.length > 0) {
+    const files = await exportPeftAdapter(trainer.ctx, opened.config, trainer.plan, baseName);
     for (const [n, data] of Object.entries(files)) writeFileSync(join(out, n), data);
   } else {
     writeFileSync(join(out, 'model.safetensors'), await trainer.exportModelSafetensors(base));
@@ -122,13 +125,16 @@ export async function trainCmd(argv: string[]): Promise<void> {
   });
   if (!values.out) throw new UsageError('--out DIR is required (where the adapter / checkpoint and the resumable state go)');
   const method = values.method as MethodName;
-  if (!['lora', 'full', 'partial', 'bitfit'].includes(method)) throw new UsageError(`--method must be lora, full, partial or bitfit, got "${method}"`);
+  if (!['lora', 'qlora', 'full', 'partial', 'bitfit'].includes(method)) throw new UsageError(`--method must be lora, qlora, full, partial or bitfit, got "${method}"`);
   const schedule = values.schedule as ScheduleName;
   if (!['constant', 'linear', 'cosine'].includes(schedule)) throw new UsageError(`--schedule must be constant, linear or cosine, got "${schedule}"`);
   const betas = (values.betas ?? '0.9,0.999').split(',').map(Number);
   if (betas.length !== 2 || betas.some((b) => !(b >= 0 && b < 1))) throw new UsageError(`--betas must be two numbers in [0, 1), got "${values.betas}"`);
 
-  const { ck, tok, name } = await loadBase(values.model);
+  const { opened, tok, name } = await loadBase(values.model);
+  if (opened.prequantized && method !== 'qlora' && method !== 'lora') {
+    throw new UsageError(`${name} is a 4-bit (bitsandbytes) checkpoint: only LoRA/QLoRA can train on it`);
+  }
   const seed = int(values.seed, 'seed', 0, 0);
   log(`loading data ${data.train}${data.validation ? ` (validation ${data.validation})` : ''}`);
   const ds: Dataset = await loadDatasetFiles(data.train, data.validation, tok, {
@@ -155,7 +161,7 @@ export async function trainCmd(argv: string[]): Promise<void> {
   const config: TrainConfig = {
     method: { method, lora, trainableLayers: values['trainable-layers'] ? int(values['trainable-layers'], 'trainable-layers', 1) : undefined },
     optimizer: {
-      lr: num(values.lr, 'lr', method === 'lora' ? 2e-4 : 5e-5),
+      lr: num(values.lr, 'lr', method === 'lora' || method === 'qlora' ? 2e-4 : 5e-5),
       beta1: betas[0],
       beta2: betas[1],
       eps: num(values.eps, 'eps', 1e-8),
@@ -172,11 +178,15 @@ export async function trainCmd(argv: string[]): Promise<void> {
     shuffle: !values['no-shuffle'],
     evalEvery: int(values['eval-every'], 'eval-every', 0, 0),
     maxEvalBatches: values['max-eval-batches'] ? int(values['max-eval-batches'], 'max-eval-batches', 1) : undefined,
-    padId: ck.config.padTokenId ?? tok.eosTokenId ?? 0,
+    padId: opened.config.padTokenId ?? tok.eosTokenId ?? 0,
   };
   const ctx = await acquireNodeContext();
   if (process.env.WEBTUNE_WEBGPU_FALLBACK) log(`adapter: ${ctx.summary.vendor} ${ctx.summary.architecture} (CPU fallback: expect low speed)`);
-  const model = await GpuModel.load(ctx, ck);
+  const model = await GpuModel.load(ctx, opened.weights, undefined, { weightDType: method === 'qlora' || opened.prequantized ? 'nf4' : 'f32' });
+  if (model.weightDType === 'nf4') {
+    const f = model.linearWeightFootprint();
+    log(`4-bit base: ${((8 * f.bytes) / f.params).toFixed(3)} bits per parameter over ${f.params.toLocaleString('en-US')} linear-layer weights (measured from the GPU buffers)`);
+  }
   const trainer = new Trainer(ctx, model, { train: ds.train, validation: ds.validation, reference: reference?.train ?? null }, config);
   if (initAdapter) loadAdapterIntoPlan(ctx, trainer.plan, initAdapter);
   if (values.resume) {
@@ -188,6 +198,7 @@ export async function trainCmd(argv: string[]): Promise<void> {
   }
   const mem = ctx.memory.report();
   log(`method ${method}: ${trainer.plan.trainables.reduce((s, t) => s + t.param.shape.reduce((a, b) => a * b, 1), 0).toLocaleString('en-US')} trainable parameters; ${trainer.totalSteps} steps; GPU memory ${(mem.liveBytes / 2 ** 20).toFixed(1)} MiB`);
+  ctx.memory.resetPeak();
   const jsonLog = values['json-log'];
   if (jsonLog) writeFileSync(jsonLog, '');
   const tty = process.stderr.isTTY;
@@ -220,16 +231,17 @@ export async function trainCmd(argv: string[]): Promise<void> {
       }
     },
     afterStep: async (step) => {
-      if (saveEvery > 0 && step % saveEvery === 0 && step < trainer.totalSteps) await saveOutputs(values.out!, trainer, ck, name, true);
+      if (saveEvery > 0 && step % saveEvery === 0 && step < trainer.totalSteps) await saveOutputs(values.out!, trainer, opened, name, true);
     },
   });
   process.off('SIGINT', onSigint);
   if (tty && !values.quiet) process.stderr.write('\n');
-  await saveOutputs(values.out, trainer, ck, name, true);
+  await saveOutputs(values.out, trainer, opened, name, true);
+  const peak = ctx.memory.report();
   log(
     final.kind === 'stopped'
       ? `stopped at step ${final.step}; saved to ${values.out} (resume with --resume ${values.out})`
-      : `done: ${final.step} steps, ${final.tokens} tokens at ${final.tokensPerSec.toFixed(0)} tokens/s${final.evalLoss !== undefined ? `, validation loss ${final.evalLoss.toFixed(4)}` : ''}; saved to ${values.out}`,
+      : `done: ${final.step} steps, ${final.tokens} tokens at ${final.tokensPerSec.toFixed(0)} tokens/s${final.evalLoss !== undefined ? `, validation loss ${final.evalLoss.toFixed(4)}` : ''}; peak GPU memory ${(peak.peakBytes / 2 ** 20).toFixed(2)} MiB; saved to ${values.out}`,
   );
   trainer.release();
   model.release();
@@ -242,11 +254,11 @@ export async function evalCmd(argv: string[]): Promise<void> {
     args: data.rest,
     options: { model: { type: 'string' }, adapter: { type: 'string' }, 'batch-size': { type: 'string' }, json: { type: 'boolean' } },
   });
-  const { ck, tok } = await loadBase(values.model);
+  const { opened, tok } = await loadBase(values.model);
   const ds = await loadDatasetFiles(data.train, null, tok, { ...data.options, validation: null });
   const adapter = values.adapter ? await readPeftAdapter(directoryFiles(values.adapter)) : null;
   const ctx = await acquireNodeContext();
-  const model = await GpuModel.load(ctx, ck);
+  const model = await GpuModel.load(ctx, opened.weights);
   const trainer = new Trainer(ctx, model, { train: ds.train, validation: null, reference: null }, {
     method: adapter ? { method: 'lora', lora: adapter.lora } : { method: 'lora', lora: { r: 1, alpha: 1, dropout: 0, targets: [], rslora: false } },
     optimizer: { lr: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 0 },
@@ -258,7 +270,7 @@ export async function evalCmd(argv: string[]): Promise<void> {
     seed: 0,
     shuffle: false,
     evalEvery: 0,
-    padId: ck.config.padTokenId ?? tok.eosTokenId ?? 0,
+    padId: opened.config.padTokenId ?? tok.eosTokenId ?? 0,
   });
   // Without an adapter the LoRA plan's B is zero: the model is exactly the base model.
   if (adapter) loadAdapterIntoPlan(ctx, trainer.plan, adapter);

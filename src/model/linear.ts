@@ -7,6 +7,7 @@ import type { CommandBatch, GpuTensor } from '../gpu';
 import { biasBackward, biasForward } from '../kernels/bias';
 import { matmul, type MatmulOptions } from '../kernels/matmul';
 import { matmulF16w } from '../kernels/matmul_f16w';
+import { nf4MatmulBackwardInput, nf4MatmulForward } from '../kernels/nf4_matmul';
 import type { GpuLinear } from './gpu-model';
 
 /** matmul with W as the B operand, f32 or resident f16. */
@@ -18,13 +19,18 @@ function matmulW(b: CommandBatch, c: GpuTensor, a: GpuTensor, w: GpuTensor, o: M
 /** y (N, out) = x (N, in) · W + b  (=). */
 export function linearForward(b: CommandBatch, y: GpuTensor, x: GpuTensor, l: GpuLinear, N: number): void {
   const { in: K, out: M } = l.desc;
-  matmulW(b, y, x, l.weight, { m: N, n: M, k: K, transB: l.desc.layout === 'out_in' });
+  if (l.nf4) nf4MatmulForward(b, y, x, l.nf4, N);
+  else matmulW(b, y, x, l.weight, { m: N, n: M, k: K, transB: l.desc.layout === 'out_in' });
   if (l.bias) biasForward(b, y, l.bias, N, M);
 }
 
 /** dx (N, in) (= when accumulate is false, += otherwise) from dy (N, out). */
 export function linearBackwardInput(b: CommandBatch, dx: GpuTensor, dy: GpuTensor, l: GpuLinear, N: number, accumulate = false): void {
   const { in: K, out: M } = l.desc;
+  if (l.nf4) {
+    nf4MatmulBackwardInput(b, dx, dy, l.nf4, N, { accumulate });
+    return;
+  }
   // out_in: dx = dy · W (W [out, in]) → NN; in_out: dx = dy · Wᵀ (W [in, out]) → NT.
   matmulW(b, dx, dy, l.weight, { m: N, n: K, k: M, transB: l.desc.layout === 'in_out', beta: accumulate ? 1 : 0 });
 }

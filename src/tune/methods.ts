@@ -6,7 +6,7 @@ import type { LoraGroupTensors } from '../model/adapters';
 import type { GpuLinear, GpuModel } from '../model/gpu-model';
 import { randomU32, uniform24 } from '../util/rng';
 
-export type MethodName = 'lora' | 'full' | 'partial' | 'bitfit';
+export type MethodName = 'lora' | 'qlora' | 'full' | 'partial' | 'bitfit';
 
 /** r, alpha, dropout, targets (PEFT matching: exact or suffix ".<name>", or "all-linear"), rslora. */
 export type LoraConfig = LoraSettings;
@@ -92,7 +92,10 @@ export function planMethod(ctx: GpuContext, model: GpuModel, cfg: MethodConfig, 
     }
   };
   const L = c.numLayers;
-  if (cfg.method !== 'lora' && cfg.method !== 'bitfit' && model.blocks.some((b) => b.q.weight.dtype !== 'f32')) {
+  if (cfg.method === 'qlora' && model.weightDType !== 'nf4') {
+    throw new MethodConfigError('QLoRA trains LoRA adapters on a 4-bit (NF4) base: load the model with weightDType "nf4" (the CLI and the app do this for --method qlora)');
+  }
+  if (cfg.method !== 'lora' && cfg.method !== 'qlora' && cfg.method !== 'bitfit' && model.weightDType !== 'f32') {
     throw new MethodConfigError(`${cfg.method} fine-tuning updates the weights themselves, which must be f32: load the model with f32 weights (they are f16 or 4-bit now)`);
   }
   const trainsVocab = cfg.method === 'full' || (cfg.method === 'partial' && cfg.trainLmHead);
@@ -132,6 +135,7 @@ export function planMethod(ctx: GpuContext, model: GpuModel, cfg: MethodConfig, 
       }
       break;
     }
+    case 'qlora':
     case 'lora': {
       const lc = cfg.lora;
       if (!lc) throw new MethodConfigError('LoRA needs its settings (r, alpha, dropout, targets)');
@@ -180,7 +184,7 @@ export function planMethod(ctx: GpuContext, model: GpuModel, cfg: MethodConfig, 
       break;
     }
     default:
-      throw new MethodConfigError(`unknown method "${(cfg as { method: string }).method}" (lora, full, partial, bitfit)`);
+      throw new MethodConfigError(`unknown method "${(cfg as { method: string }).method}" (lora, qlora, full, partial, bitfit)`);
   }
   return plan;
 }
