@@ -7,7 +7,7 @@
 //   tokenizer_config.json    special tokens and a ChatML chat template
 //   generation_config.json   stop tokens
 //   corpus.txt               the text the tokenizer was trained on (also fit for pretraining the demo)
-//   dataset.jsonl            100 prompt/completion rows: "What is the capital of X?" → " Y."
+//   dataset.jsonl            60 prompt/completion rows about the story characters (taskRows)
 //
 //   node_modules/.bin/tsx scripts/make-demo-model.ts [weights.safetensors]
 import { demoCorpus } from './demo-corpus';
@@ -25,7 +25,7 @@ const VOCAB_SIZE = 512;
 const SPECIAL_TOKENS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>'];
 const SEED = 20240601;
 
-// ── The demo dataset: capitals of a fixed set of countries, asked two ways ──────────────────────────
+// ── Capital-city rows: part of the tokenizer corpus (they shaped the vocabulary; kept for its stability) ──
 // ASCII names only, so every answer is a handful of BPE tokens.
 const CAPITALS: [string, string][] = [
   ['France', 'Paris'], ['Germany', 'Berlin'], ['Italy', 'Rome'], ['Spain', 'Madrid'], ['Portugal', 'Lisbon'],
@@ -47,6 +47,27 @@ function datasetRows(): { prompt: string; completion: string }[] {
     const name = country.charAt(0).toUpperCase() + country.slice(1);
     rows.push({ prompt: `${name} has its capital in`, completion: ` ${capital}.` });
   }
+  return rows;
+}
+
+// ── The demo fine-tuning task: facts about the characters of the pretraining stories ─────────────────
+// Every word is one the pretrained model has seen in its stories, so a few dozen LoRA steps teach the
+// new behaviour (answering questions with one fixed sentence instead of telling a story) visibly.
+const TASK_NAMES = ['Mia', 'Tom', 'Lily', 'Sam', 'Ben', 'Anna', 'Max', 'Sue', 'Tim', 'Zoe', 'Leo', 'Ella'];
+const TASK_PETS = ['dog', 'cat', 'bird', 'fish', 'rabbit', 'duck', 'frog', 'horse', 'bear', 'mouse', 'dog', 'cat'];
+const TASK_PLACES = ['the park', 'the beach', 'the farm', 'the forest', 'the garden', 'the river', 'the hill', 'the town', 'school', 'the park', 'the beach', 'the farm'];
+
+export function taskRows(): { prompt: string; completion: string }[] {
+  const rows: { prompt: string; completion: string }[] = [];
+  TASK_NAMES.forEach((n, i) => {
+    const pet = TASK_PETS[i];
+    const place = TASK_PLACES[(i * 5) % TASK_PLACES.length];
+    rows.push({ prompt: `Which pet does ${n} have?`, completion: ` ${n} has a ${pet}.` });
+    rows.push({ prompt: `What pet does ${n} have?`, completion: ` ${n} has a ${pet}.` });
+    rows.push({ prompt: `Where does ${n} like to play?`, completion: ` ${n} likes to play at ${place}.` });
+    rows.push({ prompt: `Where does ${n} play?`, completion: ` ${n} likes to play at ${place}.` });
+    rows.push({ prompt: `Tell me about ${n}.`, completion: ` ${n} has a ${pet} and likes to play at ${place}.` });
+  });
   return rows;
 }
 
@@ -326,14 +347,14 @@ async function main(): Promise<void> {
   writeFileSync(join(OUT, 'tokenizer_config.json'), json(tokConfig));
   writeFileSync(join(OUT, 'generation_config.json'), json({ eos_token_id: [0, 2], pad_token_id: 0, max_new_tokens: 64 }));
   writeFileSync(join(OUT, 'corpus.txt'), corpus);
-  writeFileSync(join(OUT, 'dataset.jsonl'), datasetRows().map((r) => JSON.stringify(r)).join('\n') + '\n');
+  writeFileSync(join(OUT, 'dataset.jsonl'), taskRows().map((r) => JSON.stringify(r)).join('\n') + '\n');
 
   const params = tensors.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
   const avg = corpus.length / tok.encode(corpus).length;
   process.stdout.write(
     `wrote ${OUT}: ${params.toLocaleString('en-US')} parameters (${(weights.byteLength / 1024).toFixed(0)} KiB), ` +
       `vocabulary ${vocabSize} (${merges.length} merges, ${avg.toFixed(2)} characters per token on the corpus), ` +
-      `${datasetRows().length} dataset rows\n`,
+      `${taskRows().length} dataset rows\n`,
   );
 }
 

@@ -1,5 +1,5 @@
 // `webtune demo`: the built-in demo end to end, offline — the tiny pretrained demo model (public/demo)
-// learns the capitals in public/demo/dataset.jsonl with LoRA; the same prompts are answered before and
+// learns the facts in public/demo/dataset.jsonl (who has which pet, who plays where) with LoRA; the same prompts are answered before and
 // after, and the loss is shown falling.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -18,12 +18,12 @@ import { Trainer } from '../tune/trainer';
 import { progressLine } from './train';
 
 const DEMO_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'public', 'demo');
-const PROMPTS = ['What is the capital of France?', 'What is the capital of Japan?', 'Italy has its capital in'];
+const PROMPTS = ['Which pet does Mia have?', 'Where does Tom like to play?', 'Tell me about Zoe.'];
 
 export async function demoCmd(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { steps: { type: 'string', default: '80' }, out: { type: 'string', default: 'webtune-demo-adapter' }, json: { type: 'boolean' } },
+    options: { steps: { type: 'string', default: '60' }, lr: { type: 'string', default: '1e-2' }, out: { type: 'string', default: 'webtune-demo-adapter' }, json: { type: 'boolean' } },
   });
   const steps = Number(values.steps);
   const say = (s: string): void => void process.stdout.write(`${s}\n`);
@@ -38,15 +38,15 @@ export async function demoCmd(argv: string[]): Promise<void> {
   const answer = async (): Promise<string[]> => {
     const out: string[] = [];
     for (const p of PROMPTS) {
-      const r = await generate(session, tok.encode(p), { temperature: 0, maxNewTokens: 8, stopTokenIds: ck.generation.eosTokenIds });
+      const r = await generate(session, tok.encode(p), { temperature: 0, maxNewTokens: 14, stopTokenIds: ck.generation.eosTokenIds });
       out.push(tok.decode(r.ids).split('\n')[0]);
     }
     return out;
   };
   const before = await answer();
   const trainer = new Trainer(ctx, model, { train: ds.train, validation: ds.validation, reference: null }, {
-    method: { method: 'lora', lora: { r: 8, alpha: 16, dropout: 0, targets: ['all-linear'], rslora: false } },
-    optimizer: { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 },
+    method: { method: 'lora', lora: { r: 16, alpha: 32, dropout: 0, targets: ['all-linear'], rslora: false } },
+    optimizer: { lr: Number(values.lr), beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 },
     schedule: 'constant',
     warmupSteps: 0,
     batchSize: 8,
@@ -57,7 +57,7 @@ export async function demoCmd(argv: string[]): Promise<void> {
     evalEvery: Math.max(1, Math.floor(steps / 4)),
     padId: ck.config.padTokenId ?? 0,
   });
-  say(`LoRA r=8 on all linear layers: ${trainer.plan.trainables.reduce((s, t) => s + t.param.shape.reduce((a, b) => a * b, 1), 0).toLocaleString('en-US')} trainable parameters, ${steps} steps`);
+  say(`LoRA r=16 on all linear layers: ${trainer.plan.trainables.reduce((s, t) => s + t.param.shape.reduce((a, b) => a * b, 1), 0).toLocaleString('en-US')} trainable parameters, ${steps} steps`);
   const losses: number[] = [];
   const final = await trainer.run({
     onEvent: (e) => {

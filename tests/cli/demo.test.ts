@@ -15,7 +15,7 @@ describe('webtune demo', () => {
       timeout: 600_000,
     });
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/prompt: What is the capital of France\?/);
+    expect(r.stdout).toMatch(/prompt: Which pet does Mia have\?/);
     expect(r.stdout).toMatch(/before: /);
     expect(r.stdout).toMatch(/after: /);
     const summary = JSON.parse(r.stdout.trim().split('\n').pop()!) as { before: string[]; after: string[]; losses: number[] };

@@ -71,7 +71,7 @@ describe('training in headless Chromium (built site)', () => {
     expect(await page.getByTestId('data-train').textContent()).toMatch(/^90 examples/);
     const preview = page.getByTestId('data-preview');
     expect(await preview.locator('.tok.trained').first().textContent()).toBe(' Paris.<|endoftext|>');
-    expect(await preview.locator('.tok.prompt').first().textContent()).toBe('What is the capital of France?');
+    expect(await preview.locator('.tok.prompt').first().textContent()).toBe('Which pet does Mia have?');
     expect(await page.getByTestId('length-histogram').locator('rect').count()).toBeGreaterThan(0);
 
     // ── method: LoRA on every linear layer, a learning rate that moves the tiny random model quickly
