@@ -68,9 +68,9 @@ describe('training in headless Chromium (built site)', () => {
     const report = page.getByTestId('data-report');
     await report.waitFor({ timeout: 60_000 });
     expect(await page.getByTestId('data-format').textContent()).toBe('jsonl · prompt / completion');
-    expect(await page.getByTestId('data-train').textContent()).toMatch(/^90 examples/);
+    expect(await page.getByTestId('data-train').textContent()).toMatch(/^54 examples/);
     const preview = page.getByTestId('data-preview');
-    expect(await preview.locator('.tok.trained').first().textContent()).toBe(' Paris.<|endoftext|>');
+    expect(await preview.locator('.tok.trained').first().textContent()).toBe(' Mia has a dog.<|endoftext|>');
     expect(await preview.locator('.tok.prompt').first().textContent()).toBe('Which pet does Mia have?');
     expect(await page.getByTestId('length-histogram').locator('rect').count()).toBeGreaterThan(0);
 
@@ -139,7 +139,7 @@ describe('training in headless Chromium (built site)', () => {
     expect(await page.getByTestId('export-files').locator('a').count()).toBe(2);
 
     // ── the playground: base and adapter side by side
-    await page.getByLabel('Prompt').fill('What is the capital of France?');
+    await page.getByLabel('Prompt').fill('Which pet does Mia have?');
     await page.getByLabel('Max new tokens').fill('6');
     await page.getByLabel('Temperature').fill('0');
     expect(await page.getByRole('checkbox', { name: /Compare with the trained adapter/ }).isChecked()).toBe(true);
