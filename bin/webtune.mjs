@@ -7,7 +7,9 @@ import { fileURLToPath } from 'node:url';
 import { webgpuEnv } from '../scripts/webgpu-env.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src', 'cli', 'main.ts'), ...process.argv.slice(2)], {
+// tsx resolved from this checkout (not from the caller's working directory).
+const tsx = import.meta.resolve('tsx');
+const child = spawn(process.execPath, ['--import', tsx, join(root, 'src', 'cli', 'main.ts'), ...process.argv.slice(2)], {
   env: webgpuEnv({ ...process.env, WEBTUNE_QUIET: process.env.WEBTUNE_QUIET ?? '1' }),
   stdio: 'inherit',
 });
