@@ -196,6 +196,11 @@ describe('training in headless Chromium (built site)', () => {
     expect(await rows.nth(1).textContent()).toMatch(/prompt/);
     await shot(page, 'train-bad-data.png');
 
+    // ── a good file through the file input, as a person picks one
+    await page.getByLabel('Data file').setInputFiles(join(root, 'public', 'demo', 'dataset.jsonl'));
+    await expect.poll(() => page.getByTestId('data-train').textContent(), { timeout: 60_000 }).toMatch(/^54 examples/);
+    expect(await page.getByTestId('data-format').textContent()).toBe('jsonl · prompt / completion');
+
     // ── leaving with unsaved steps asks first
     expect(await page.getByTestId('unsaved').count()).toBe(1);
     // (A synthetic beforeunload: the app's handler must cancel it, which is what makes the browser ask.)
