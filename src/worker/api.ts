@@ -10,6 +10,7 @@ import type { FitCheck, TrainMemoryPlan } from '../tune/memory-plan';
 import type { MethodName } from '../tune/methods';
 import type { ScheduleName } from '../tune/schedule';
 import type { TrainEvent } from '../tune/trainer';
+import type { CheckpointReason, FreeableItem, FreeableKind, RunStatus } from '../store';
 
 export type { DatasetInfo, DatasetStats, PreviewRow, Problem, FitCheck, TrainMemoryPlan, MethodName, ScheduleName, TrainEvent };
 
@@ -237,7 +238,8 @@ export interface MemoryEstimate {
   limits: { maxBufferSize: number; maxStorageBufferBindingSize: number };
 }
 
-export type TrainPhase = 'preparing' | 'compiling' | 'running' | 'paused' | 'stopping' | 'done' | 'stopped' | 'error';
+/** 'recovering': the GPU device was lost; the worker is getting a new one and reloading the last checkpoint. */
+export type TrainPhase = 'preparing' | 'compiling' | 'running' | 'paused' | 'recovering' | 'stopping' | 'done' | 'stopped' | 'error';
 
 /** What a run streams back, batched (several per callback). */
 export type TrainMessage =
@@ -246,7 +248,34 @@ export type TrainMessage =
   /** A step (with evalLoss / referenceLoss when it was an evaluation step), or the final 'done' / 'stopped'. */
   | { kind: 'event'; event: TrainEvent }
   /** At each evaluation: what the model now writes for a fixed prompt (greedy). */
-  | { kind: 'sample'; step: number; prompt: string; text: string };
+  | { kind: 'sample'; step: number; prompt: string; text: string }
+  /**
+   * The run's record in the browser's storage (first message of a run). `stored` false: the browser
+   * could not keep it (a notice says why); it lives only in this page.
+   */
+  | { kind: 'run'; id: string; name: string; createdAt: number; stored: boolean; resumedFrom: number | null }
+  /** A resume (after a reload, or after a device loss): the history up to the checkpoint the run continues from. */
+  | { kind: 'restored'; step: number; history: TrainEvent[]; samples: { step: number; prompt: string; text: string }[] }
+  /**
+   * A checkpoint was committed: `bytes` of tensors (trainable weights + AdamW moments); `readMs` the
+   * GPU read-back, `writeMs` the one IndexedDB transaction.
+   */
+  | { kind: 'checkpoint'; step: number; bytes: number; readMs: number; writeMs: number; reason: CheckpointReason }
+  /** Something the person should know that does not end the run: a full disk (the run pauses), a lost GPU. */
+  | { kind: 'notice'; level: 'info' | 'warning' | 'error'; name: string; message: string };
+
+/** When checkpoints are written during a run (pause, stop and the end always save). */
+export interface AutosaveSettings {
+  /** Every N optimizer steps (0: not by steps). */
+  everySteps: number;
+  /** Every M minutes (0: not by time). */
+  everyMinutes: number;
+}
+
+export interface TrainOptions {
+  /** Default: every 50 steps and every 5 minutes. */
+  autosave?: AutosaveSettings;
+}
 
 export interface TrainResult {
   status: 'done' | 'stopped';
@@ -274,7 +303,13 @@ export interface TrainApi {
    * Train on the loaded dataset; resolves when the run ends (done or stopped). Progress arrives through
    * `onMessage` (throttled; messages batched, none lost).
    */
-  startTraining(settings: TrainSettings, onMessage?: (messages: TrainMessage[]) => void): Promise<TrainResult>;
+  startTraining(settings: TrainSettings, onMessage?: (messages: TrainMessage[]) => void, options?: TrainOptions): Promise<TrainResult>;
+  /**
+   * Continue a stored run from its latest checkpoint, on the loaded model (the page loads the run's
+   * model first) and the run's dataset from storage (or, when storage lost it, the dataset loaded now
+   * if it is the same file). Takes the run's lock: refused with LockedRunError while another tab trains it.
+   */
+  resumeRun(runId: string, onMessage?: (messages: TrainMessage[]) => void, options?: TrainOptions): Promise<TrainResult>;
   /** Hold after the current step (the GPU idles; resume continues exactly). */
   pauseTraining(): Promise<void>;
   resumeTraining(): Promise<void>;
@@ -299,4 +334,94 @@ export interface ModelApi {
   stopGeneration(): Promise<void>;
 }
 
-export type WorkerApi = ModelApi & TrainApi;
+// ── Stored runs, checkpoints and space ───────────────────────────────────────────────────────────
+
+export type { CheckpointReason, FreeableItem, FreeableKind, RunStatus };
+
+/** A model source as a run remembers it (no files, no tokens): enough to load it again, or to name it. */
+export type StoredModelSource =
+  | { kind: 'demo' }
+  | { kind: 'hub'; id: string; endpoint?: string }
+  | { kind: 'url'; url: string }
+  /** Files from this computer cannot be reopened without the person: they must pick the folder again. */
+  | { kind: 'files'; name: string };
+
+/** What a stored run's `config` holds (written by this version of webtune). */
+export interface StoredRunConfig {
+  settings: TrainSettings;
+  data: DataOptions;
+  model: StoredModelSource;
+  /** ModelInfo.name of the model it trained (compared on resume). */
+  modelName: string;
+  /** ModelInfo.parameters, to tell two models of the same name apart. */
+  modelParameters: number;
+  /** The training file's name, and the reference (forgetting) file's, when there was one. */
+  dataset: { name: string; reference: string | null };
+  autosave: AutosaveSettings;
+}
+
+export interface RunSummary {
+  id: string;
+  name: string;
+  createdAt: number;
+  updatedAt: number;
+  status: RunStatus;
+  /** Why it failed or paused, when known. */
+  message: string | null;
+  /** null: a run this version of webtune cannot read (imported from elsewhere, damaged). */
+  config: StoredRunConfig | null;
+  step: number;
+  totalSteps: number;
+  /** Training loss by step, as recorded at the last checkpoint. */
+  curve: { x: number[]; y: number[] };
+  lastLoss: number | null;
+  lastEvalLoss: number | null;
+  checkpoint: { id: string; step: number; bytes: number; savedAt: number; reason: CheckpointReason } | null;
+  /** Who trains it now (a tab's label), this tab included; null when nobody does. */
+  lockedBy: string | null;
+  /** This tab's worker trains it now. */
+  live: boolean;
+  /** Unfinished, nobody trains it, and it can be continued (from its checkpoint, or from the start). */
+  resumable: boolean;
+}
+
+export interface StorageReport {
+  /** navigator.storage.estimate() (null where the browser does not say). */
+  usage: number | null;
+  quota: number | null;
+  /** What could be deleted to make room, largest first (empty when the store cannot be opened). */
+  freeable: FreeableItem[];
+  /** Why the store cannot be used, when it cannot. */
+  unavailable: string | null;
+}
+
+export interface StoreApi {
+  /** Stored runs, most recently updated first. */
+  listRuns(): Promise<RunSummary[]>;
+  renameRun(id: string, name: string): Promise<void>;
+  /** Delete a run with its checkpoints (refused with LockedRunError while a tab trains it). */
+  deleteRun(id: string): Promise<void>;
+  /** The run and its latest checkpoint as one `.webtune` file. */
+  exportRun(id: string): Promise<{ fileName: string; blob: Blob }>;
+  /** Import a `.webtune` file as a new run (resumable once its model and dataset are loaded). */
+  importRun(file: Blob): Promise<RunSummary>;
+  /** The label of the tab that trains the run now, or null. */
+  runHolder(id: string): Promise<string | null>;
+  storageReport(): Promise<StorageReport>;
+  /** Delete cached model files, checkpoints or datasets (ids from storageReport's freeable list). */
+  freeStorage(items: { kind: FreeableKind; id: string }[]): Promise<void>;
+}
+
+/**
+ * Test hooks, present only when the page was opened with `?test-hooks` (the page names its worker
+ * "webtune test-hooks"; src/ui/worker-client.ts also puts them on `window.__webtuneTestHooks`). The
+ * e2e tests use them to make rare failures happen on demand; they are never part of the app's UI.
+ */
+export interface TestHooks {
+  /** GPUDevice.destroy() on the worker's device: as if the driver reset mid-run. */
+  __testDestroyDevice(): Promise<void>;
+  /** Make the next checkpoint's IndexedDB write fail with a QuotaExceededError DOMException. */
+  __testFailNextSave(): Promise<void>;
+}
+
+export type WorkerApi = ModelApi & TrainApi & StoreApi & Partial<TestHooks>;

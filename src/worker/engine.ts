@@ -19,6 +19,7 @@ import type {
   Prompt,
   TokenDelta,
   ModelApi,
+  StoredModelSource,
 } from './api';
 import type { AdapterSet } from '../model/adapters';
 import { BusyError, NoModelError, PromptError } from './errors';
@@ -30,6 +31,8 @@ const PROGRESS_MS = 100;
 const TOKEN_MS = 50;
 
 export interface Loaded {
+  /** Where it came from, as a stored run remembers it (to load it again on resume). */
+  source: StoredModelSource;
   ck: Checkpoint;
   model: GpuModel;
   tokenizer: TextTokenizer | null;
@@ -51,6 +54,7 @@ export class ModelEngine implements ModelApi {
   /** Set by the training side. */
   training: TrainingHooks | null = null;
   private context: Promise<GpuContext> | null = null;
+  private recovering: Promise<Loaded> | null = null;
   private loaded: Loaded | null = null;
   private loading: AbortController | null = null;
   private generating: { abort: AbortController; done: Promise<unknown> } | null = null;
@@ -61,11 +65,54 @@ export class ModelEngine implements ModelApi {
   ) {}
 
   private gpu(): Promise<GpuContext> {
-    this.context ??= this.acquire().catch((e) => {
-      this.context = null;
-      throw e;
-    });
-    return this.context;
+    const p = (this.context ??= this.acquire().then(
+      (ctx) => {
+        // A lost device is never used again: the next call acquires a new one.
+        void ctx.lost.then(() => {
+          if (this.context === p) this.context = null;
+        });
+        return ctx;
+      },
+      (e) => {
+        this.context = null;
+        throw e;
+      },
+    ));
+    return p;
+  }
+
+  /**
+   * The model's device was lost (driver reset, GPUDevice.destroy()): acquire a new device and upload
+   * the weights again from the files still held in memory. The KV cache goes; training rebuilds its
+   * own state from the last checkpoint (train.ts). Resolves at once when the device is fine.
+   */
+  async recoverDevice(): Promise<Loaded> {
+    const m = this.loaded;
+    if (!m) throw new NoModelError();
+    if (!m.model.ctx.isLost) return m;
+    this.recovering ??= (async () => {
+      try {
+        m.session?.release();
+      } catch {
+        // its buffers went with the device
+      }
+      m.session = null;
+      try {
+        m.model.release();
+      } catch {
+        // idem
+      }
+      const ctx = await this.gpu();
+      m.model = await GpuModel.load(ctx, m.ck);
+      return m;
+    })().finally(() => (this.recovering = null));
+    return this.recovering;
+  }
+
+  /** Test hook (?test-hooks): destroy the device as a driver reset would. */
+  async testDestroyDevice(): Promise<void> {
+    const ctx = this.loaded?.model.ctx ?? (this.context ? await this.context : null);
+    ctx?.device.destroy();
   }
 
   async probeGpu(): Promise<GpuReport | GpuUnavailable> {
@@ -120,7 +167,7 @@ export class ModelEngine implements ModelApi {
       const model = await GpuModel.load(ctx, ck, (p) => progress.push({ phase: 'uploading', tensor: p.tensor, done: p.done, total: p.total, bytes: p.bytes }));
       progress.flush();
       const info = describe(ck, tokenizer, ctx, resolved, source.kind, notes, performance.now() - t0);
-      this.loaded = { ck, model, tokenizer, info, session: null };
+      this.loaded = { source: storedSource(source, resolved.name), ck, model, tokenizer, info, session: null };
       progress.push({ phase: 'ready' });
       return info;
     } finally {
@@ -138,6 +185,7 @@ export class ModelEngine implements ModelApi {
     const m = this.loaded;
     if (!m) throw new NoModelError();
     if (this.generating) throw new BusyError('already generating: stop it first');
+    if (m.model.ctx.isLost && !this.training?.busyReason()) await this.recoverDevice();
     const promptIds = this.promptIds(m, prompt);
     const c = m.ck.config;
     if (promptIds.length >= c.maxPositions) {
@@ -232,6 +280,20 @@ export class ModelEngine implements ModelApi {
     this.loaded.session?.release();
     this.loaded.model.release();
     this.loaded = null;
+  }
+}
+
+/** A source without its files or token: what a run keeps to load the model again. */
+function storedSource(source: ModelSource, name: string): StoredModelSource {
+  switch (source.kind) {
+    case 'demo':
+      return { kind: 'demo' };
+    case 'hub':
+      return source.endpoint ? { kind: 'hub', id: source.id, endpoint: source.endpoint } : { kind: 'hub', id: source.id };
+    case 'url':
+      return { kind: 'url', url: source.url };
+    case 'files':
+      return { kind: 'files', name };
   }
 }
 

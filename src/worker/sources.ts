@@ -19,8 +19,8 @@ export interface ResolvedFiles {
 export interface SourceOptions {
   signal?: AbortSignal;
   onDownload?: (p: DownloadProgress) => void;
-  /** The download cache for Hub / URL sources (default: IndexedDB). */
-  cache?: () => DownloadCache;
+  /** The download cache for Hub / URL sources (default: IndexedDB, webtune's store; see worker.ts). */
+  cache?: () => DownloadCache | Promise<DownloadCache>;
 }
 
 /** The files of the built-in demo model (public/demo/); anything else is answered 404 without asking. */
@@ -51,7 +51,7 @@ export async function resolveModelFiles(source: ModelSource, o: SourceOptions = 
       const spec = source.kind === 'hub' ? source.id : source.url;
       const src = resolveSource(spec, { endpoint: source.kind === 'hub' ? source.endpoint : undefined });
       const got = await downloadModel(src, {
-        cache: (o.cache ?? idbDownloadCache)(),
+        cache: await (o.cache ?? idbDownloadCache)(),
         token: source.kind === 'hub' ? source.token || undefined : undefined,
         signal: o.signal,
         onProgress: o.onDownload,

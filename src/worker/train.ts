@@ -18,7 +18,9 @@ import {
   type Example,
 } from '../tune/data';
 import { checkFit, trainingMemoryPlan, type TrainMemoryOptions } from '../tune/memory-plan';
-import { Trainer, type TrainConfig, type TrainEvent } from '../tune/trainer';
+import type { GpuContext } from '../gpu/context';
+import { getDataset, getRun, loadLatestCheckpoint, RunNotFoundError, type RunRecord, type Store } from '../store';
+import { Trainer, type TrainConfig, type TrainData, type TrainEvent, type TrainStateMeta } from '../tune/trainer';
 import type {
   DataOptions,
   DatasetRejected,
@@ -27,13 +29,16 @@ import type {
   ExportedFiles,
   MemoryEstimate,
   TrainApi,
+  StoredRunConfig,
   TrainMessage,
+  TrainOptions,
   TrainPhase,
   TrainResult,
   TrainSettings,
 } from './api';
 import type { Loaded, ModelEngine } from './engine';
 import { BusyError, NoModelError } from './errors';
+import { DEFAULT_AUTOSAVE_SETTINGS, LockedRunError, ResumeError, RunSaver, datasetId, lockHolderLabel, storedConfig, type Stores } from './persist';
 import { throttled } from './throttle';
 
 /** Problems sent to the page at most (the count says how many there are). */
@@ -65,6 +70,11 @@ export class OutOfMemoryPlanError extends Error {
   override name = 'OutOfMemoryPlanError';
 }
 
+/** The GPU device was lost mid-run and could not be replaced (the message says why and what is kept). */
+export class DeviceRecoveryError extends Error {
+  override name = 'DeviceRecoveryError';
+}
+
 /** Export before any run, or a run that produced nothing to save. */
 export class NothingToExportError extends Error {
   override name = 'NothingToExportError';
@@ -90,11 +100,29 @@ interface ActiveRun {
   settings: TrainSettings;
   phase: TrainPhase;
   pauseRequested: boolean;
+  stopRequested: boolean;
   /** Set while the loop waits between steps. */
   paused: { resume: () => void } | null;
   finished: Promise<unknown>;
   post: (m: TrainMessage) => void;
+  /** The stored run's id (null until known, or when the browser cannot keep runs). */
+  runId: string | null;
 }
+
+/** A run ready to go: its data, how it is stored, and where it continues from. */
+interface PreparedRun {
+  data: LoadedData;
+  saver: RunSaver | null;
+  restore: { meta: TrainStateMeta; tensors: Uint8Array } | null;
+}
+
+interface RunControl {
+  post: (m: TrainMessage) => void;
+  phase: (p: TrainPhase, detail?: string) => void;
+}
+
+/** Device losses recovered from in one run before giving up (a GPU that keeps resetting needs a person). */
+const MAX_RECOVERIES = 3;
 
 /** A run that ended: its trainer is kept (optimizer state freed) for generation and export. */
 interface FinishedRun {
@@ -107,7 +135,10 @@ export class TrainingService implements TrainApi {
   private run: ActiveRun | null = null;
   private last: FinishedRun | null = null;
 
-  constructor(private readonly models: ModelEngine) {
+  constructor(
+    private readonly models: ModelEngine,
+    private readonly stores: Stores,
+  ) {
     models.training = {
       busyReason: () => (this.run ? 'a training run is going: stop it (or stop and save) before loading another model' : null),
       adapters: () => this.adapters(),
@@ -192,13 +223,127 @@ export class TrainingService implements TrainApi {
 
   // ------------------------------------------------------------------ the run
 
-  async startTraining(settings: TrainSettings, onMessage?: (messages: TrainMessage[]) => void): Promise<TrainResult> {
+  /** The stored run this worker trains now, if any (for the run list). */
+  get liveRunId(): string | null {
+    return this.run?.runId ?? null;
+  }
+
+  async startTraining(settings: TrainSettings, onMessage?: (messages: TrainMessage[]) => void, options: TrainOptions = {}): Promise<TrainResult> {
     if (this.run) throw new BusyError('a run is already going: pause or stop it first');
     const m = this.model();
     checkSettings(settings, m);
-    let d = this.data;
-    if (!d || d.model !== m) throw new NoDatasetError();
+    const first = this.data;
+    if (!first || first.model !== m) throw new NoDatasetError();
+    const autosave = options.autosave ?? DEFAULT_AUTOSAVE_SETTINGS;
 
+    return this.execute(m, settings, onMessage, async ({ post, phase }) => {
+      let d = first;
+      phase('preparing', 'checking memory and building the method');
+      if (d.maxLength !== settings.seqLen) {
+        phase('preparing', `tokenizing the data again at sequence length ${settings.seqLen}`);
+        d = this.build(m, { ...d, maxLength: settings.seqLen });
+        this.data = d;
+      }
+      const est = estimate(m, settings);
+      if (!est.fit.chosen.fits) throw new OutOfMemoryPlanError(`this run cannot be allocated: ${est.fit.chosen.problems.join('; ')}`);
+
+      // The run, its dataset and its lock in the browser's storage; without them the run still trains.
+      phase('preparing', 'storing the run and its dataset in this browser');
+      const config: StoredRunConfig = {
+        settings,
+        data: d.options,
+        model: m.source,
+        modelName: m.info.name,
+        modelParameters: m.info.parameters,
+        dataset: { name: d.name, reference: d.reference?.name ?? null },
+        autosave,
+      };
+      let saver: RunSaver | null = null;
+      const { store, reason } = await this.stores.tryGet();
+      try {
+        if (!store) throw new Error(reason ?? 'no storage');
+        saver = await RunSaver.create(this.stores, store, { config, train: { name: d.name, text: d.text }, reference: d.reference }, post);
+        post({ kind: 'run', id: saver.runId, name: saver.name, createdAt: Date.now(), stored: true, resumedFrom: null });
+      } catch (e) {
+        const err = e as Error;
+        post({ kind: 'run', id: `unsaved-${Date.now()}`, name: 'unsaved run', createdAt: Date.now(), stored: false, resumedFrom: null });
+        post({
+          kind: 'notice',
+          level: 'warning',
+          name: err.name,
+          message: `this run is not kept in the browser, so it cannot be resumed after a reload (${err.message}); export the adapter to keep the result`,
+        });
+      }
+      return { data: d, saver, restore: null };
+    });
+  }
+
+  async resumeRun(runId: string, onMessage?: (messages: TrainMessage[]) => void, options: TrainOptions = {}): Promise<TrainResult> {
+    if (this.run) throw new BusyError('a run is already going: pause or stop it first');
+    const m = this.model();
+    const store = await this.stores.get();
+    const rec = await getRun(store, runId);
+    if (!rec) throw new RunNotFoundError(runId);
+    const cfg = storedConfig(rec.config);
+    if (!cfg) throw new ResumeError(`run "${rec.name}" was not written by this version of webtune: its settings cannot be read, so it cannot be resumed`);
+    if (m.info.name !== cfg.modelName || (cfg.modelParameters > 0 && m.info.parameters !== cfg.modelParameters)) {
+      throw new ResumeError(`run "${rec.name}" trains ${describeModel(cfg)}, but ${m.info.name} is loaded: load that model first, then resume`);
+    }
+    checkSettings(cfg.settings, m);
+    // Asked before any work; the lock itself is taken below (a race between two tabs is settled there).
+    const holder = await lockHolderLabel(store, runId);
+    if (holder) throw new LockedRunError(rec.name, holder);
+
+    return this.execute(m, cfg.settings, onMessage, async ({ post, phase }) => {
+      phase('preparing', 'reading the run’s dataset and checkpoint from this browser’s storage');
+      const data = await this.storedData(store, rec, cfg, m);
+      const ck = await loadLatestCheckpoint<TrainStateMeta>(store, runId);
+      const step = ck?.meta.step ?? 0;
+      const saver = await RunSaver.reopen(this.stores, store, { id: rec.id, name: rec.name, autosave: options.autosave ?? cfg.autosave, samples: rec.samples }, step, post);
+      post({ kind: 'run', id: rec.id, name: rec.name, createdAt: rec.createdAt, stored: true, resumedFrom: step });
+      return { data, saver, restore: ck ? { meta: ck.meta, tensors: ck.tensors } : null };
+    });
+  }
+
+  /** The run's dataset: from storage, or (storage lost it) the dataset loaded now when it is the same file. */
+  private async storedData(store: Store, rec: RunRecord, cfg: StoredRunConfig, m: Loaded): Promise<LoadedData> {
+    const dec = new TextDecoder();
+    const [trainId, refId] = rec.datasetIds;
+    const text = async (id: string | undefined): Promise<string | null> => {
+      if (!id) return null;
+      const got = await getDataset(store, id);
+      if (got) return dec.decode(got.bytes);
+      if (this.data && (await datasetId(this.data.text)) === id) return this.data.text;
+      return null;
+    };
+    const train = await text(trainId);
+    if (train === null) {
+      throw new ResumeError(
+        `the dataset "${cfg.dataset.name}" of run "${rec.name}" is no longer in this browser’s storage: load the same file in the Data panel, then resume`,
+      );
+    }
+    const ref = cfg.dataset.reference ? await text(refId) : null;
+    return this.build(m, {
+      source: { kind: 'file', name: cfg.dataset.name, text: train },
+      name: cfg.dataset.name,
+      text: train,
+      options: cfg.data,
+      maxLength: cfg.settings.seqLen,
+      reference: ref !== null && cfg.dataset.reference ? { name: cfg.dataset.reference, text: ref, examples: [] } : null,
+    });
+  }
+
+  /**
+   * The run itself, shared by start and resume: claim the slot, prepare (data, storage, checkpoint),
+   * train with autosave, and when the GPU device is lost mid-run, get a new one, reload the model and
+   * the last checkpoint and carry on.
+   */
+  private async execute(
+    m: Loaded,
+    settings: TrainSettings,
+    onMessage: ((messages: TrainMessage[]) => void) | undefined,
+    prepare: (control: RunControl) => Promise<PreparedRun>,
+  ): Promise<TrainResult> {
     const queue: TrainMessage[] = [];
     const sender = throttled<boolean>(
       onMessage && (() => onMessage(queue.splice(0))),
@@ -215,22 +360,44 @@ export class TrainingService implements TrainApi {
     };
 
     // Claim the run slot before the first await, so a second start is refused.
-    const slot: ActiveRun = { model: m, trainer: null as unknown as Trainer, settings, phase: 'preparing', pauseRequested: false, paused: null, finished: Promise.resolve(), post };
+    if (this.run) throw new BusyError('a run is already going: pause or stop it first');
+    const slot: ActiveRun = {
+      model: m,
+      trainer: null as unknown as Trainer,
+      settings,
+      phase: 'preparing',
+      pauseRequested: false,
+      stopRequested: false,
+      paused: null,
+      finished: Promise.resolve(),
+      post,
+      runId: null,
+    };
     this.run = slot;
+    let saver: RunSaver | null = null;
     try {
-      phase('preparing', 'checking memory and building the method');
-      if (d.maxLength !== settings.seqLen) {
-        phase('preparing', `tokenizing the data again at sequence length ${settings.seqLen}`);
-        d = this.build(m, { ...d, maxLength: settings.seqLen });
-        this.data = d;
-      }
-      const est = estimate(m, settings);
-      if (!est.fit.chosen.fits) throw new OutOfMemoryPlanError(`this run cannot be allocated: ${est.fit.chosen.problems.join('; ')}`);
+      const prep = await prepare({ post, phase });
+      saver = prep.saver;
+      slot.runId = saver?.runId ?? null;
+      const d = prep.data;
       // The previous run's adapter and plan go now (a full fine-tune's changes to the weights stay).
       this.releaseLast();
-      const config = toTrainConfig(settings, m);
-      const trainer = new Trainer(m.model.ctx, m.model, { train: d.ds.train, validation: d.ds.validation, reference: d.reference?.examples ?? null }, config);
+      // The device went away while idle: a new one before the run starts.
+      if (m.model.ctx.isLost) await this.models.recoverDevice();
+      const config = prep.restore?.meta.config ?? toTrainConfig(settings, m);
+      let trainer = new Trainer(m.model.ctx, m.model, trainData(d), config);
       slot.trainer = trainer;
+      if (prep.restore) {
+        phase('preparing', `restoring the checkpoint of step ${prep.restore.meta.step}`);
+        await trainer.restore(prep.restore.meta, prep.restore.tensors);
+      }
+      const lockLost = () => {
+        post({ kind: 'notice', level: 'error', name: 'RunLockLostError', message: (saver?.signal.reason as Error | undefined)?.message ?? 'another tab took this run over' });
+        slot.stopRequested = true;
+        slot.trainer.stop();
+        slot.paused?.resume();
+      };
+      saver?.signal.addEventListener('abort', lockLost, { once: true });
       post({
         kind: 'started',
         totalSteps: trainer.totalSteps,
@@ -239,33 +406,35 @@ export class TrainingService implements TrainApi {
         validationExamples: d.ds.validation?.length ?? 0,
         referenceExamples: d.reference?.examples.length ?? 0,
       });
+      if (prep.restore) post({ kind: 'restored', step: trainer.step, history: [...trainer.history], samples: saver?.samplesUpTo(trainer.step) ?? [] });
       phase('compiling', 'compiling GPU kernels for the first step');
-      const sample = samplePrompt(d);
-      const sampler = sample ? new EvalSampler(m, trainer, sample) : null;
-      const running = trainer.run({
-        onEvent: (e: TrainEvent) => {
-          if (slot.phase === 'compiling') phase('running');
-          post({ kind: 'event', event: e });
-        },
-        afterStep: async (step) => {
-          const evalNow = (config.evalEvery > 0 && step % config.evalEvery === 0) || step === trainer.totalSteps;
-          if (evalNow && sampler) post({ kind: 'sample', step, prompt: sampler.promptText, text: await sampler.run() });
-          if (slot.pauseRequested) {
-            phase('paused');
-            await new Promise<void>((resume) => (slot.paused = { resume }));
-            slot.paused = null;
-            if (slot.phase === 'paused') phase('running');
-          }
-        },
-      });
-      slot.finished = running.catch(() => {});
+
+      let recoveries = 0;
       let final: TrainEvent;
-      try {
-        final = await running;
-      } finally {
-        sampler?.release();
+      for (;;) {
+        const sample = samplePrompt(d);
+        const sampler = sample ? new EvalSampler(m, trainer, sample) : null;
+        const running = trainer.run(this.hooks(slot, trainer, config, sampler, saver, phase));
+        slot.finished = running.catch(() => {});
+        try {
+          final = await running;
+          break;
+        } catch (e) {
+          const lost = await deviceLoss(e, trainer.ctx);
+          if (!lost) throw e;
+          if (++recoveries > MAX_RECOVERIES) {
+            throw new DeviceRecoveryError(`the GPU device was lost ${recoveries} times during this run; the last checkpoint is kept: reload the page and resume the run (${lost.message})`);
+          }
+          trainer = await this.recover(slot, trainer, d, config, saver, lost, phase);
+        } finally {
+          sampler?.release();
+        }
       }
       const status = final.kind === 'stopped' ? 'stopped' : 'done';
+      if (saver) {
+        const why = saver.due(status === 'stopped' ? 'stop' : 'done', trainer.step);
+        if (!why || (await saver.save(trainer, why, status)) !== 'saved') await saver.setStatus(status);
+      }
       // Keep the trained tensors (the adapter or the changed weights); free gradients, moments, activations.
       trainer.engine.release();
       this.last = { model: m, trainer };
@@ -274,12 +443,107 @@ export class TrainingService implements TrainApi {
     } catch (e) {
       if (slot.trainer) slot.trainer.release();
       const err = e as Error;
+      await saver?.setStatus('failed', `${err.name}: ${err.message}`);
       phase('error', `${err.name}: ${err.message}`);
       throw e;
     } finally {
+      await saver?.release();
       this.run = null;
       sender.flush();
     }
+  }
+
+  /** What happens after every step: the evaluation sample, autosave, and waiting while paused. */
+  private hooks(
+    slot: ActiveRun,
+    trainer: Trainer,
+    config: TrainConfig,
+    sampler: EvalSampler | null,
+    saver: RunSaver | null,
+    phase: RunControl['phase'],
+  ): Parameters<Trainer['run']>[0] {
+    const post = slot.post;
+    return {
+      onEvent: (e: TrainEvent) => {
+        if (slot.phase === 'compiling' || slot.phase === 'recovering') phase('running');
+        post({ kind: 'event', event: e });
+      },
+      afterStep: async (step) => {
+        const evalNow = (config.evalEvery > 0 && step % config.evalEvery === 0) || step === trainer.totalSteps;
+        if (evalNow && sampler) {
+          const smp = { step, prompt: sampler.promptText, text: await sampler.run() };
+          saver?.addSample(smp);
+          post({ kind: 'sample', ...smp });
+        }
+        // A full disk pauses the run: the person frees space, then resumes (the save is tried again).
+        let full = false;
+        const why = saver?.due('step', step);
+        if (saver && why && (await saver.save(trainer, why, 'training')) === 'full') full = slot.pauseRequested = true;
+        while (slot.pauseRequested && !slot.stopRequested) {
+          if (saver && !full && saver.due('pause', step)) full = (await saver.save(trainer, 'pause', 'paused')) === 'full';
+          else await saver?.setStatus('paused', full ? 'paused: the browser’s storage is full' : null);
+          phase('paused', full ? 'the browser’s storage is full: free space, then resume' : undefined);
+          await new Promise<void>((resume) => (slot.paused = { resume }));
+          slot.paused = null;
+          if (slot.stopRequested) break;
+          full = false;
+          if (saver?.owed) {
+            full = (await saver.save(trainer, 'auto', 'training')) === 'full';
+            if (full) {
+              slot.pauseRequested = true;
+              continue;
+            }
+          } else {
+            await saver?.setStatus('training');
+          }
+          if (!slot.pauseRequested && slot.phase === 'paused') phase('running');
+        }
+      },
+    };
+  }
+
+  /** The device is gone: a new one, the model uploaded again, the last checkpoint restored. */
+  private async recover(
+    slot: ActiveRun,
+    old: Trainer,
+    d: LoadedData,
+    config: TrainConfig,
+    saver: RunSaver | null,
+    cause: Error,
+    phase: RunControl['phase'],
+  ): Promise<Trainer> {
+    slot.post({ kind: 'notice', level: 'warning', name: 'DeviceLostError', message: cause.message });
+    phase('recovering', 'the GPU device was lost: acquiring a new one and uploading the model again');
+    try {
+      old.release();
+    } catch {
+      // its buffers went with the device
+    }
+    let m: Loaded;
+    try {
+      m = await this.models.recoverDevice();
+    } catch (e) {
+      const err = e as Error;
+      throw new DeviceRecoveryError(
+        `the GPU device was lost and no new one could be had (${err.name}: ${err.message}). The last checkpoint is kept: reload the page to resume the run`,
+      );
+    }
+    const ck = saver ? await loadLatestCheckpoint<TrainStateMeta>(saver.store, saver.runId) : null;
+    phase('recovering', ck ? `restoring the checkpoint of step ${ck.meta.step}` : 'no checkpoint was saved yet: starting again from step 0');
+    const trainer = new Trainer(m.model.ctx, m.model, trainData(d), config);
+    if (ck) await trainer.restore(ck.meta, ck.tensors);
+    slot.trainer = trainer;
+    if (slot.stopRequested) trainer.stop();
+    saver?.restart(trainer.step);
+    slot.post({ kind: 'restored', step: trainer.step, history: [...trainer.history], samples: saver?.samplesUpTo(trainer.step) ?? [] });
+    slot.post({
+      kind: 'notice',
+      level: 'info',
+      name: 'DeviceRecovered',
+      message: `recovered from the lost GPU device: continuing from ${ck ? `the checkpoint of step ${ck.meta.step}` : 'step 0 (no checkpoint had been saved)'} on a new device`,
+    });
+    phase('compiling', 'compiling GPU kernels on the new device');
+    return trainer;
   }
 
   async pauseTraining(): Promise<void> {
@@ -300,6 +564,7 @@ export class TrainingService implements TrainApi {
     if (!r) return;
     r.phase = 'stopping';
     r.post({ kind: 'phase', phase: 'stopping', detail: 'finishing the current step' });
+    r.stopRequested = true;
     r.trainer?.stop();
     r.pauseRequested = false;
     r.paused?.resume();
@@ -361,6 +626,34 @@ export class TrainingService implements TrainApi {
 }
 
 // ---------------------------------------------------------------------- helpers
+
+function trainData(d: LoadedData): TrainData {
+  return { train: d.ds.train, validation: d.ds.validation, reference: d.reference?.examples ?? null };
+}
+
+function describeModel(c: StoredRunConfig): string {
+  switch (c.model.kind) {
+    case 'demo':
+      return 'the demo model';
+    case 'hub':
+      return `the Hub model ${c.model.id}`;
+    case 'url':
+      return `the model at ${c.model.url}`;
+    case 'files':
+      return `the model folder "${c.model.name}" from this computer`;
+  }
+}
+
+/**
+ * Whether a failure mid-run was the device going away, as the DeviceLostError that says why (a
+ * read-back may fail a moment before `device.lost` settles, so wait for it briefly); null otherwise.
+ */
+async function deviceLoss(e: unknown, ctx: GpuContext): Promise<Error | null> {
+  const soon = new Promise<null>((r) => setTimeout(() => r(null), 1000));
+  const lost = await Promise.race([ctx.lost, soon]);
+  if (lost) return lost;
+  return (e as Error | null)?.name === 'DeviceLostError' ? (e as Error) : null;
+}
 
 async function fetchText(url: string): Promise<string> {
   const res = await fetch(url);

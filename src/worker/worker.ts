@@ -1,12 +1,28 @@
-// The webtune worker: owns the GPU device, the model, generation and training. Exposed to the page with comlink.
+// The webtune worker: owns the GPU device, the model, generation, training and the browser's store
+// (runs, checkpoints, cached models). Exposed to the page with comlink.
 import * as Comlink from 'comlink';
 import { acquireBrowserContext } from '../gpu/browser';
-import type { ExportedFiles, WorkerApi } from './api';
+import { memoryDownloadCache } from '../io/hub';
+import { storeDownloadCache } from '../store';
+import type { ExportedFiles, TestHooks, WorkerApi } from './api';
 import { ModelEngine } from './engine';
+import { Stores } from './persist';
+import { StoreService } from './storage';
 import { TrainingService } from './train';
 
-const engine = new ModelEngine(() => acquireBrowserContext({ label: 'webtune-worker' }));
-const training = new TrainingService(engine);
+const stores = new Stores();
+const engine = new ModelEngine(() => acquireBrowserContext({ label: 'webtune-worker' }), {
+  // Hub / URL downloads are kept in the store, so they count in the Storage panel and load offline.
+  cache: async () => {
+    try {
+      return storeDownloadCache(await stores.get());
+    } catch {
+      return memoryDownloadCache(); // no IndexedDB here (private mode): downloads are not kept
+    }
+  },
+});
+const training = new TrainingService(engine, stores);
+const storage = new StoreService(stores, () => training.liveRunId);
 
 /** Close a callback's message channel once its call is over (comlink proxies are not garbage-collected). */
 async function releasing<T>(callback: unknown, run: () => Promise<T>): Promise<T> {
@@ -32,12 +48,32 @@ const api: WorkerApi = {
   stopGeneration: () => engine.stopGeneration(),
   loadDataset: (source, options) => training.loadDataset(source, options),
   planMemory: (settings) => training.planMemory(settings),
-  startTraining: (settings, onMessage) => releasing(onMessage, () => training.startTraining(settings, onMessage)),
+  startTraining: (settings, onMessage, options) => releasing(onMessage, () => training.startTraining(settings, onMessage, options)),
+  resumeRun: (runId, onMessage, options) => releasing(onMessage, () => training.resumeRun(runId, onMessage, options)),
   pauseTraining: () => training.pauseTraining(),
   resumeTraining: () => training.resumeTraining(),
   stopTraining: () => training.stopTraining(),
   exportAdapter: () => transferred(training.exportAdapter()),
   stopAndSave: () => transferred(training.stopAndSave()),
+  listRuns: () => storage.listRuns(),
+  renameRun: (id, name) => storage.renameRun(id, name),
+  deleteRun: (id) => storage.deleteRun(id),
+  exportRun: (id) => storage.exportRun(id),
+  importRun: (file) => storage.importRun(file),
+  runHolder: (id) => storage.runHolder(id),
+  storageReport: () => storage.storageReport(),
+  freeStorage: (items) => storage.freeStorage(items),
 };
+
+// The page names its worker "webtune test-hooks" when opened with ?test-hooks (e2e tests only).
+if (self.name.includes('test-hooks')) {
+  const hooks: TestHooks = {
+    __testDestroyDevice: () => engine.testDestroyDevice(),
+    __testFailNextSave: async () => {
+      stores.failNextSave = true;
+    },
+  };
+  Object.assign(api, hooks);
+}
 
 Comlink.expose(api);
