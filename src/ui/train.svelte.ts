@@ -3,10 +3,10 @@
 // exported files and whether there is progress not yet saved. The run itself lives in the worker;
 // this class only starts / pauses / stops it and gathers what streams back.
 import * as Comlink from 'comlink';
-import type { ExportedFiles, TrainEvent, TrainMessage, TrainPhase, TrainResult } from '../worker/api';
+import type { AutosaveSettings, CheckpointReason, ExportedFiles, TrainEvent, TrainMessage, TrainPhase, TrainResult } from '../worker/api';
 import { friendlyError, type FriendlyError } from './errors';
 import type { RunConfig } from './run-config';
-import { RunsState, type Curve } from './runs.svelte';
+import { RunsState, type Curve, type RunView } from './runs.svelte';
 import { workerApi } from './worker-client';
 
 export interface Curves {
@@ -29,6 +29,7 @@ export interface DownloadFile {
 
 /** Titles and next steps for the training errors (src/ui/errors.ts knows the model-loading ones). */
 const TRAIN_ERRORS: Record<string, { title: string; hint: string }> = {
+  DeviceRecoveryError: { title: 'The GPU was lost and could not be recovered', hint: 'Reload the page, then resume the run from the Runs panel.' },
   NoDatasetError: { title: 'No dataset', hint: 'Use the demo dataset or pick a data file in the Data panel.' },
   TrainSettingsError: { title: 'A setting is out of range', hint: 'Correct it in the Method panel.' },
   OutOfMemoryPlanError: { title: 'This run cannot fit', hint: 'Lower the batch size or the sequence length, or use LoRA.' },
@@ -45,7 +46,32 @@ function trainError(e: unknown): FriendlyError {
 
 const emptyCurves = (): Curves => ({ loss: { x: [], y: [] }, evalLoss: { x: [], y: [] }, referenceLoss: { x: [], y: [] } });
 
-const ACTIVE: ReadonlySet<TrainPhase> = new Set(['preparing', 'compiling', 'running', 'paused', 'stopping']);
+const ACTIVE: ReadonlySet<TrainPhase> = new Set(['preparing', 'compiling', 'running', 'paused', 'recovering', 'stopping']);
+
+/** A message from the worker that does not end the run (a full disk, a lost GPU, storage unavailable). */
+export interface Notice {
+  level: 'info' | 'warning' | 'error';
+  name: string;
+  title: string;
+  message: string;
+  hint: string;
+}
+
+export interface CheckpointNote {
+  step: number;
+  bytes: number;
+  readMs: number;
+  writeMs: number;
+  reason: CheckpointReason;
+}
+
+const NOTICE_TITLES: Record<string, { title: string; hint: string }> = {
+  StorageQuotaError: { title: 'The browser’s storage is full: the run is paused', hint: 'Delete something in the Storage panel below, then press Resume.' },
+  DeviceLostError: { title: 'The GPU device was lost', hint: 'webtune is getting a new device and continuing from the last checkpoint.' },
+  DeviceRecovered: { title: 'Recovered', hint: '' },
+  RunLockLostError: { title: 'Another tab took this run over', hint: 'Training stopped here; continue in that tab.' },
+  RunNotFoundError: { title: 'This run was deleted (from another tab?)', hint: 'Training goes on, but no more checkpoints are kept: export the adapter to keep the result.' },
+};
 
 export class TrainState {
   phase = $state<TrainPhase | 'idle'>('idle');
@@ -61,8 +87,18 @@ export class TrainState {
   error = $state.raw<FriendlyError | null>(null);
   /** Requested pause not yet reached (the current step finishes first). */
   pausing = $state(false);
-  /** The current (or last) run's record id in the history. */
-  runId = $state(0);
+  /** The current (or last) run's id in the store ('' before any run). */
+  runId = $state('');
+  /** The last checkpoint committed to the browser's storage during this run. */
+  checkpoint = $state.raw<CheckpointNote | null>(null);
+  /** Messages that did not end the run, newest last. */
+  notices = $state.raw<Notice[]>([]);
+  /** The step a resumed run continued from (null: a fresh run). */
+  resumedFrom = $state<number | null>(null);
+  /** When checkpoints are written (pause, stop and the end always save). */
+  autosave = $state<AutosaveSettings>({ everySteps: 50, everyMinutes: 5 });
+  /** Config and dataset name of the run being started (the run's view is made when the worker names it). */
+  private pending: { config: RunConfig; dataset: string } | null = null;
 
   files = $state.raw<DownloadFile[]>([]);
   exportKind = $state<ExportedFiles['kind'] | null>(null);
@@ -83,7 +119,7 @@ export class TrainState {
 
   /** Trained steps that no download holds yet (what the leave-page warning is about). */
   get unsaved(): boolean {
-    return this.runId > 0 && this.step > this.savedStep && this.phase !== 'error';
+    return this.runId !== '' && this.step > this.savedStep && this.phase !== 'error';
   }
 
   /** A LoRA adapter exists (the Playground can compare it with the base model). */
@@ -94,6 +130,35 @@ export class TrainState {
 
   async start(config: RunConfig, dataset: string): Promise<void> {
     if (this.active) return;
+    this.reset(config, dataset, null);
+    await this.follow(() =>
+      workerApi().startTraining(
+        config.settings,
+        Comlink.proxy((msgs: TrainMessage[]) => this.receive(msgs)),
+        { autosave: this.autosaveSettings() },
+      ),
+    );
+  }
+
+  /** Continue a stored run from its checkpoint (its model must be loaded: the page sees to that). */
+  async continueRun(run: RunView): Promise<void> {
+    if (this.active) return;
+    this.reset(run.config, run.dataset, run.checkpoint?.step ?? 0);
+    await this.follow(() =>
+      workerApi().resumeRun(
+        run.id,
+        Comlink.proxy((msgs: TrainMessage[]) => this.receive(msgs)),
+        { autosave: this.autosaveSettings() },
+      ),
+    );
+  }
+
+  private autosaveSettings(): AutosaveSettings {
+    const n = (v: unknown, d: number): number => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : d);
+    return { everySteps: Math.floor(n(this.autosave.everySteps, 50)), everyMinutes: n(this.autosave.everyMinutes, 5) };
+  }
+
+  private reset(config: RunConfig, dataset: string, resumedFrom: number | null): void {
     this.phase = 'preparing';
     this.detail = '';
     this.error = null;
@@ -104,15 +169,18 @@ export class TrainState {
     this.totalSteps = 0;
     this.examples = null;
     this.savedStep = 0;
+    this.checkpoint = null;
+    this.notices = [];
+    this.resumedFrom = resumedFrom;
+    this.runId = '';
     this.clearFiles();
     this.curves = emptyCurves();
-    const rec = this.runs.begin(config, dataset, this.curves.loss);
-    this.runId = rec.id;
+    this.pending = { config, dataset };
+  }
+
+  private async follow(run: () => Promise<TrainResult>): Promise<void> {
     try {
-      const r = await workerApi().startTraining(
-        config.settings,
-        Comlink.proxy((msgs: TrainMessage[]) => this.receive(msgs)),
-      );
+      const r = await run();
       this.result = r;
       this.phase = r.status;
       this.pausing = false;
@@ -122,6 +190,8 @@ export class TrainState {
       this.phase = 'error';
       this.finishRecord('error');
     }
+    this.runs.end();
+    await this.runs.refresh();
   }
 
   private receive(msgs: TrainMessage[]): void {
@@ -136,6 +206,31 @@ export class TrainState {
             if (m.phase === 'paused' || m.phase === 'running') this.pausing = false;
           }
           break;
+        case 'run':
+          this.runId = m.id;
+          if (this.pending) this.runs.begin(m.id, m.name, m.createdAt, m.stored, this.pending.config, this.pending.dataset, this.curves.loss);
+          break;
+        case 'restored': {
+          // Resumed (after a reload, or a lost GPU): the curves restart from the checkpoint's history.
+          const c = emptyCurves();
+          for (const e of m.history) addPoints(c, e);
+          this.curves = c;
+          this.samples = m.samples.map((x) => ({ ...x }));
+          this.latest = m.history.at(-1) ?? null;
+          this.runs.update(this.runId, { curve: c.loss, step: m.step });
+          touched = true;
+          break;
+        }
+        case 'checkpoint':
+          this.checkpoint = { step: m.step, bytes: m.bytes, readMs: m.readMs, writeMs: m.writeMs, reason: m.reason };
+          this.runs.update(this.runId, { checkpoint: { id: '', step: m.step, bytes: m.bytes, savedAt: Date.now(), reason: m.reason } });
+          break;
+        case 'notice': {
+          const known = NOTICE_TITLES[m.name];
+          const title = known?.title ?? (m.level === 'info' ? 'Note' : 'Warning');
+          this.notices = [...this.notices.slice(-4), { level: m.level, name: m.name, title, message: m.message, hint: known?.hint ?? '' }];
+          break;
+        }
         case 'started':
           this.totalSteps = m.totalSteps;
           this.trainableParameters = m.trainableParameters;
@@ -145,19 +240,7 @@ export class TrainState {
         case 'event': {
           const e = m.event;
           if (e.kind === 'step') {
-            const c = this.curves;
-            if (e.loss !== undefined && Number.isFinite(e.loss)) {
-              c.loss.x.push(e.step);
-              c.loss.y.push(e.loss);
-            }
-            if (e.evalLoss !== undefined) {
-              c.evalLoss.x.push(e.step);
-              c.evalLoss.y.push(e.evalLoss);
-            }
-            if (e.referenceLoss !== undefined) {
-              c.referenceLoss.x.push(e.step);
-              c.referenceLoss.y.push(e.referenceLoss);
-            }
+            addPoints(this.curves, e);
             touched = true;
           }
           // 'done' / 'stopped' carry timing only: keep the last step's loss, learning rate and norm.
@@ -170,10 +253,11 @@ export class TrainState {
           break;
       }
     }
-    if (touched) {
+    if (touched && this.runId) {
       this.curves = { ...this.curves };
       const l = this.latest;
       this.runs.update(this.runId, {
+        totalSteps: this.totalSteps,
         step: l?.step ?? 0,
         loss: l?.loss ?? null,
         evalLoss: this.curves.evalLoss.y.at(-1) ?? null,
@@ -182,6 +266,7 @@ export class TrainState {
   }
 
   private finishRecord(status: 'done' | 'stopped' | 'error'): void {
+    if (!this.runId) return;
     this.runs.update(this.runId, {
       status,
       step: this.step,
@@ -197,7 +282,10 @@ export class TrainState {
   modelChanged(): void {
     if (this.active) return;
     this.phase = 'idle';
-    this.runId = 0;
+    this.runId = '';
+    this.checkpoint = null;
+    this.notices = [];
+    this.resumedFrom = null;
     this.latest = null;
     this.result = null;
     this.samples = [];
@@ -247,6 +335,23 @@ export class TrainState {
     for (const f of this.files) URL.revokeObjectURL(f.url);
     this.files = [];
     this.exportKind = null;
+  }
+}
+
+/** A step's losses onto the curves (in place: the charts redraw when `curves` is replaced). */
+function addPoints(c: Curves, e: TrainEvent): void {
+  if (e.kind !== 'step') return;
+  if (e.loss !== undefined && Number.isFinite(e.loss)) {
+    c.loss.x.push(e.step);
+    c.loss.y.push(e.loss);
+  }
+  if (e.evalLoss !== undefined) {
+    c.evalLoss.x.push(e.step);
+    c.evalLoss.y.push(e.evalLoss);
+  }
+  if (e.referenceLoss !== undefined) {
+    c.referenceLoss.x.push(e.step);
+    c.referenceLoss.y.push(e.referenceLoss);
   }
 }
 

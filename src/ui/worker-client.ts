@@ -1,14 +1,34 @@
 // The page's handle on the worker: a comlink proxy typed by WorkerApi, plus what only the page knows
 // (its own address, hence the demo folder's; a Hub endpoint given in the page's URL).
 import * as Comlink from 'comlink';
-import type { WorkerApi } from '../worker/api';
+import type { TestHooks, WorkerApi } from '../worker/api';
 
 let remote: Comlink.Remote<WorkerApi> | null = null;
 
+/**
+ * Test hooks: a page opened with `?test-hooks` names its worker "webtune test-hooks", which makes the
+ * worker expose `__testDestroyDevice()` (GPUDevice.destroy(), as a driver reset would) and
+ * `__testFailNextSave()` (the next checkpoint write fails with a QuotaExceededError), and puts both
+ * on `window.__webtuneTestHooks` for the e2e tests (tests/e2e/persistence.test.ts). Without the
+ * parameter neither exists.
+ */
+export function testHooksEnabled(): boolean {
+  return new URLSearchParams(location.search).has('test-hooks');
+}
+
 export function workerApi(): Comlink.Remote<WorkerApi> {
   if (!remote) {
-    const worker = new Worker(new URL('../worker/worker.ts', import.meta.url), { type: 'module', name: 'webtune' });
-    remote = Comlink.wrap<WorkerApi>(worker);
+    const hooks = testHooksEnabled();
+    const worker = new Worker(new URL('../worker/worker.ts', import.meta.url), { type: 'module', name: hooks ? 'webtune test-hooks' : 'webtune' });
+    const api = Comlink.wrap<WorkerApi>(worker);
+    remote = api;
+    if (hooks) {
+      const h = api as unknown as Comlink.Remote<TestHooks>;
+      (window as unknown as { __webtuneTestHooks: unknown }).__webtuneTestHooks = {
+        destroyDevice: () => h.__testDestroyDevice(),
+        failNextSave: () => h.__testFailNextSave(),
+      };
+    }
   }
   return remote;
 }
