@@ -3,6 +3,9 @@
 // hash, readable key=value pairs) and a JSON file. Pure functions: no Svelte, no worker.
 import type { DataOptions, TrainSettings } from '../worker/api';
 
+/** LoRA and QLoRA train adapters (the Playground can compare them; they export as PEFT files). */
+export const usesLora = (method: TrainSettings['method']): boolean => method === 'lora' || method === 'qlora';
+
 export interface RunConfig {
   settings: TrainSettings;
   data: DataOptions;
@@ -58,7 +61,7 @@ const f = <T>(key: string, kind: Kind, get: (c: RunConfig) => T, set: (c: RunCon
 });
 
 export const FIELDS: readonly Field[] = [
-  f('method', 'enum', (c) => c.settings.method, (c, v) => (c.settings.method = v), ['lora', 'full', 'partial', 'bitfit']),
+  f('method', 'enum', (c) => c.settings.method, (c, v) => (c.settings.method = v), ['lora', 'qlora', 'full', 'partial', 'bitfit']),
   f('r', 'int', (c) => c.settings.lora.r, (c, v) => (c.settings.lora.r = v)),
   f('alpha', 'num', (c) => c.settings.lora.alpha, (c, v) => (c.settings.lora.alpha = v)),
   f('dropout', 'num', (c) => c.settings.lora.dropout, (c, v) => (c.settings.lora.dropout = v)),
@@ -105,7 +108,7 @@ const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.str
 export function diffConfigs(prev: RunConfig, cur: RunConfig): string[] {
   const out: string[] = [];
   const loraOnly = new Set(['r', 'alpha', 'dropout', 'targets', 'rslora']);
-  const bothLora = prev.settings.method === 'lora' && cur.settings.method === 'lora';
+  const bothLora = usesLora(prev.settings.method) && usesLora(cur.settings.method);
   for (const fl of FIELDS) {
     if (loraOnly.has(fl.key) && !bothLora) continue;
     if (fl.key === 'layers' && !(prev.settings.method === 'partial' && cur.settings.method === 'partial')) continue;

@@ -5,7 +5,7 @@
 import * as Comlink from 'comlink';
 import type { AutosaveSettings, CheckpointReason, ExportedFiles, TrainEvent, TrainMessage, TrainPhase, TrainResult } from '../worker/api';
 import { friendlyError, type FriendlyError } from './errors';
-import type { RunConfig } from './run-config';
+import { usesLora, type RunConfig } from './run-config';
 import { RunsState, type Curve, type RunView } from './runs.svelte';
 import { workerApi } from './worker-client';
 
@@ -125,7 +125,7 @@ export class TrainState {
   /** A LoRA adapter exists (the Playground can compare it with the base model). */
   get hasAdapter(): boolean {
     const r = this.runs.runs.find((x) => x.id === this.runId);
-    return !!r && r.config.settings.method === 'lora' && this.step > 0 && this.phase !== 'error';
+    return !!r && usesLora(r.config.settings.method) && this.step > 0 && this.phase !== 'error';
   }
 
   async start(config: RunConfig, dataset: string): Promise<void> {

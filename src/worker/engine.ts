@@ -4,7 +4,7 @@ import type { GpuContext } from '../gpu/context';
 import { openCheckpoint, type Checkpoint } from '../model/checkpoint';
 import { parameterCount } from '../model/config';
 import { generate, TextStreamer } from '../model/generate';
-import { GpuModel } from '../model/gpu-model';
+import { GpuModel, type WeightDType } from '../model/gpu-model';
 import { InferenceSession } from '../model/inference';
 import { inferencePlan } from '../model/memory';
 import { TextTokenizer } from '../model/tokenizer';
@@ -103,10 +103,30 @@ export class ModelEngine implements ModelApi {
         // idem
       }
       const ctx = await this.gpu();
-      m.model = await GpuModel.load(ctx, m.ck);
+      m.model = await GpuModel.load(ctx, m.ck, undefined, { weightDType: m.model.weightDType });
       return m;
     })().finally(() => (this.recovering = null));
     return this.recovering;
+  }
+
+  /**
+   * Hold the loaded model's linear weights at another residency: NF4 for QLoRA (the base is quantized
+   * on upload, as bitsandbytes does, and the f32 copy is freed), f32 for every other method. The
+   * weights come again from the model's files, so changes a previous full fine-tune made to the
+   * weights in place are not carried over. The KV cache goes; resolves at once when nothing changes.
+   */
+  async setWeightResidency(dtype: WeightDType, onProgress?: (p: { tensor: string; done: number; total: number }) => void): Promise<Loaded> {
+    const m = this.loaded;
+    if (!m) throw new NoModelError();
+    if (m.model.weightDType === dtype) return m;
+    await this.stopGeneration();
+    await this.generating?.done.catch(() => {});
+    m.session?.release();
+    m.session = null;
+    const ctx = m.model.ctx;
+    m.model.release();
+    m.model = await GpuModel.load(ctx, m.ck, onProgress, { weightDType: dtype });
+    return m;
   }
 
   /** Test hook (?test-hooks): destroy the device as a driver reset would. */

@@ -18,6 +18,7 @@ import {
   type Example,
 } from '../tune/data';
 import { checkFit, trainingMemoryPlan, type TrainMemoryOptions } from '../tune/memory-plan';
+import type { MethodName } from '../tune/methods';
 import type { GpuContext } from '../gpu/context';
 import { getDataset, getRun, loadLatestCheckpoint, RunNotFoundError, type RunRecord, type Store } from '../store';
 import { Trainer, type TrainConfig, type TrainData, type TrainEvent, type TrainStateMeta } from '../tune/trainer';
@@ -385,6 +386,7 @@ export class TrainingService implements TrainApi {
       // The device went away while idle: a new one before the run starts.
       if (m.model.ctx.isLost) await this.models.recoverDevice();
       const config = prep.restore?.meta.config ?? toTrainConfig(settings, m);
+      await this.residency(m, config.method.method, phase, post);
       let trainer = new Trainer(m.model.ctx, m.model, trainData(d), config);
       slot.trainer = trainer;
       if (prep.restore) {
@@ -607,6 +609,30 @@ export class TrainingService implements TrainApi {
 
   // ------------------------------------------------------------------ with the model engine
 
+  /**
+   * QLoRA trains on a 4-bit base: the linear weights are quantized to NF4 on upload (bitsandbytes'
+   * algorithm, double quantization) and the f32 copy is freed, so the Playground then runs the same
+   * quantized base the adapter was trained on. Every other method wants the f32 weights back.
+   */
+  private async residency(m: Loaded, method: MethodName, phase: RunControl['phase'], post: (msg: TrainMessage) => void): Promise<void> {
+    const want = method === 'qlora' ? 'nf4' : 'f32';
+    const had = m.model.weightDType;
+    if (had === want) return;
+    const before = m.model.ctx.memory.report().liveByRole.weights;
+    phase('preparing', want === 'nf4' ? 'quantizing the base model to 4-bit NF4 for QLoRA' : 'uploading the base model in full precision again');
+    await this.models.setWeightResidency(want, (p) => phase('preparing', `${want === 'nf4' ? 'quantizing' : 'uploading'} ${p.tensor} (${p.done}/${p.total})`));
+    const after = m.model.ctx.memory.report().liveByRole.weights;
+    post({
+      kind: 'notice',
+      level: 'info',
+      name: 'WeightResidency',
+      message:
+        want === 'nf4'
+          ? `QLoRA: the base model's linear weights are now held in NF4 (4-bit, double-quantized): the frozen weights take ${mib(after)} of GPU memory instead of ${mib(before)}`
+          : `the base model's weights are held in f32 again for ${method}: ${mib(after)} of GPU memory (${mib(before)} in NF4)`,
+    });
+  }
+
   private adapters(): AdapterSet | null {
     const t = this.run?.trainer ?? this.last?.trainer;
     return t && t.plan.loraGroups.length ? t.plan : null;
@@ -778,4 +804,8 @@ class EvalSampler {
     this.session?.release();
     this.session = null;
   }
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 }
