@@ -1,17 +1,20 @@
 // Node: the download cache as a directory tree mirroring the URLs, e.g.
 //   ~/.cache/webtune/hub/huggingface.co/HuggingFaceTB/SmolLM2-135M/resolve/main/model.safetensors
 // next to it, while a download is incomplete:
-//   model.safetensors.partial               the bytes received so far (from offset 0)
+//   model.safetensors.partial               the bytes received so far (from offset 0), appended as they arrive
 //   model.safetensors.partial.meta.json     { length, etag, total, url }
 // and once complete, model.safetensors.meta.json ({ url, size, etag, sha256 }).
-// Every write goes to a temporary name first and is renamed into place (atomic on one filesystem), so a
-// crash leaves either the old state or the new one; a partial whose meta disagrees with its length is
-// thrown away rather than resumed.
+// Received bytes go straight to the .partial file (never gathered in memory); its meta is rewritten
+// after every `checkpointBytes` and when the writer stops, recording how many bytes are good. A partial
+// longer than its meta says (a crash between a write and the meta) is cut back to that length; a
+// shorter one is thrown away. Completing renames the .partial onto the final name (atomic on one
+// filesystem), so a reader sees the whole file or none. Complete files are read lazily, range by range.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat, truncate, writeFile, type FileHandle } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { CachedFileMeta, DownloadCache, PartialEntry, PartialMeta } from './hub';
+import { fileSource } from './files-node';
+import type { CachedFileMeta, DownloadCache, DownloadWriter, PartialEntry, PartialMeta } from './hub';
 
 /** $WEBTUNE_HUB_CACHE, else $XDG_CACHE_HOME/webtune/hub, else ~/.cache/webtune/hub. */
 export function defaultHubCacheDir(env: Record<string, string | undefined> = process.env): string {
@@ -72,7 +75,14 @@ async function writeAtomic(path: string, data: Uint8Array | string): Promise<voi
   }
 }
 
-const asBytes = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+async function sizeOrNull(path: string): Promise<number | null> {
+  try {
+    return (await stat(path)).size;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+}
 
 export interface DiskDownloadCache extends DownloadCache {
   readonly dir: string;
@@ -80,7 +90,13 @@ export interface DiskDownloadCache extends DownloadCache {
   pathOf(key: string): string;
 }
 
-export function diskDownloadCache(dir: string = defaultHubCacheDir()): DiskDownloadCache {
+export interface DiskCacheOptions {
+  /** Rewrite the partial's meta (its resume point) after this many bytes (default 16 MiB). */
+  checkpointBytes?: number;
+}
+
+export function diskDownloadCache(dir: string = defaultHubCacheDir(), opts: DiskCacheOptions = {}): DiskDownloadCache {
+  const checkpointBytes = opts.checkpointBytes ?? 16 << 20;
   const paths = (key: string) => {
     const p = keyPath(dir, key);
     return { data: p, meta: `${p}.meta.json`, partial: `${p}.partial`, partialMeta: `${p}.partial.meta.json` };
@@ -89,48 +105,107 @@ export function diskDownloadCache(dir: string = defaultHubCacheDir()): DiskDownl
     await rm(p.partialMeta, { force: true });
     await rm(p.partial, { force: true });
   };
+  const readPartialMeta = async (p: ReturnType<typeof paths>): Promise<(PartialMeta & { length: number }) | null> => {
+    const metaText = await readOrNull(p.partialMeta);
+    const size = await sizeOrNull(p.partial);
+    if (!metaText || size === null) {
+      if (metaText || size !== null) await dropPartial(p);
+      return null;
+    }
+    let meta: Partial<PartialMeta & { length: number }>;
+    try {
+      meta = JSON.parse(metaText.toString('utf8')) as typeof meta;
+    } catch {
+      meta = {};
+    }
+    if (typeof meta.length !== 'number' || typeof meta.url !== 'string' || meta.length > size) {
+      // Written out of step, or bytes lost: not safe to resume.
+      await dropPartial(p);
+      return null;
+    }
+    // Bytes past the last recorded length may be torn by a crash: resume from the recorded length.
+    if (size > meta.length) await truncate(p.partial, meta.length);
+    return { url: meta.url, etag: meta.etag, total: meta.total, length: meta.length };
+  };
+
   return {
     dir,
     pathOf: (key) => paths(key).data,
 
     async get(key) {
-      const b = await readOrNull(paths(key).data);
-      return b ? asBytes(b) : null;
+      const p = paths(key).data;
+      return (await sizeOrNull(p)) === null ? null : fileSource(p, key);
     },
 
     async getPartial(key): Promise<PartialEntry | null> {
       const p = paths(key);
-      const metaText = await readOrNull(p.partialMeta);
-      const bytes = await readOrNull(p.partial);
-      if (!metaText || !bytes) {
-        if (metaText || bytes) await dropPartial(p);
-        return null;
-      }
-      let meta: PartialMeta & { length?: number };
-      try {
-        meta = JSON.parse(metaText.toString('utf8')) as typeof meta;
-      } catch {
-        meta = {} as typeof meta;
-      }
-      if (meta.length !== bytes.byteLength) {
-        // Written out of step (a crash between the two renames): not safe to resume.
-        await dropPartial(p);
-        return null;
-      }
-      return { bytes: asBytes(bytes), url: meta.url, etag: meta.etag, total: meta.total };
+      const meta = await readPartialMeta(p);
+      if (!meta) return null;
+      const { length, ...rest } = meta;
+      return { ...rest, size: length, source: fileSource(p.partial, `${key} (partial)`) };
     },
 
-    async putPartial(key, bytes, meta) {
+    async write(key, meta, from): Promise<DownloadWriter> {
       const p = paths(key);
-      await writeAtomic(p.partial, bytes);
-      await writeAtomic(p.partialMeta, JSON.stringify({ ...meta, length: bytes.byteLength }));
-    },
-
-    async put(key, bytes, meta: CachedFileMeta) {
-      const p = paths(key);
-      await writeAtomic(p.data, bytes);
-      await writeAtomic(p.meta, JSON.stringify({ ...meta, storedAt: new Date().toISOString() }));
-      await dropPartial(p);
+      await mkdir(dirname(p.data), { recursive: true });
+      let fh: FileHandle;
+      if (from === 0) {
+        await rm(p.data, { force: true });
+        await rm(p.meta, { force: true });
+        await rm(p.partialMeta, { force: true });
+        fh = await open(p.partial, 'w');
+      } else {
+        const had = await readPartialMeta(p);
+        if (!had || had.length !== from) throw new Error(`${key}: no partial download of ${from} bytes to continue`);
+        fh = await open(p.partial, 'r+');
+      }
+      let length = from;
+      let recorded = from === 0 ? -1 : from;
+      let closed = false;
+      const record = async () => {
+        if (recorded === length) return;
+        await fh.datasync();
+        await writeAtomic(p.partialMeta, JSON.stringify({ ...meta, length }));
+        recorded = length;
+      };
+      const close = async () => {
+        if (closed) return;
+        closed = true;
+        await fh.close();
+      };
+      if (from === 0) await record(); // the partial exists from the start, so a crash leaves it resumable
+      return {
+        async append(bytes) {
+          let done = 0;
+          while (done < bytes.byteLength) {
+            const { bytesWritten } = await fh.write(bytes, done, bytes.byteLength - done, length);
+            done += bytesWritten;
+            length += bytesWritten;
+          }
+          if (length - recorded >= checkpointBytes) await record();
+        },
+        async keep() {
+          try {
+            await record();
+          } finally {
+            await close();
+          }
+        },
+        async commit(fileMeta: CachedFileMeta) {
+          try {
+            await fh.datasync();
+          } finally {
+            await close();
+          }
+          await rename(p.partial, p.data);
+          await writeAtomic(p.meta, JSON.stringify({ ...fileMeta, storedAt: new Date().toISOString() }));
+          await rm(p.partialMeta, { force: true });
+        },
+        async discard() {
+          await close().catch(() => {});
+          await dropPartial(p);
+        },
+      };
     },
 
     async delete(key) {

@@ -9,11 +9,18 @@
 // files the Hub sends the file's sha256 as `X-Linked-ETag` (and the CDN usually as `ETag`), which we
 // check when we can see it.
 //
+// Streaming: a file's bytes go to the cache piece by piece as they arrive, through an incremental
+// sha256 (sha256.ts), and the loaded model reads them back lazily, range by range: no file is ever held
+// whole in one buffer, so a 2.5 GB model.safetensors downloads like a 2 KB config.json.
+//
 // Resume: a download cut mid-way is kept as a *partial* entry, never a complete one. The next attempt
 // asks for `Range: bytes=<n>-` (with `If-Range: <etag>` so a changed file is sent whole): a 206 answer
-// is appended, a 200 answer restarts from zero. The assembled length is checked against
-// Content-Length / Content-Range before anything becomes a complete entry.
-import { memoryFiles, type ModelFiles } from './files';
+// is appended (the kept bytes are hashed again, so the digest covers the whole file), a 200 answer
+// restarts from zero. The length is checked against Content-Length / Content-Range, and the sha256
+// against the server's, before anything becomes a complete entry.
+import { Chunker, bytesSource, chunkedSource, concatBytes, type ByteSource } from './bytes';
+import { MissingFileError, type ModelFiles } from './files';
+import { Sha256 } from './sha256';
 
 export const DEFAULT_ENDPOINT = 'https://huggingface.co';
 
@@ -224,12 +231,17 @@ function httpError(file: string, url: string, status: number, src: ModelSource, 
 }
 
 // ── The cache interface ──────────────────────────────────────────────────────────────────────────
+//
+// A file is written to the cache as it arrives and read back lazily, range by range: no download is
+// ever held whole in one buffer (a 2.5 GB model.safetensors would not fit in one ArrayBuffer). While
+// it arrives it is a *partial* entry (kept for resume); the writer's commit turns it into a *complete*
+// entry in one step, so a reader sees a whole, verified file or nothing.
 
 export interface CachedFileMeta {
   url: string;
   size: number;
   etag?: string;
-  /** Verified sha256 (hex), when the server told us one. */
+  /** sha256 (hex) of the bytes, computed as they arrived (and checked when the server sent one). */
   sha256?: string;
 }
 
@@ -242,38 +254,133 @@ export interface PartialMeta {
 }
 
 export interface PartialEntry extends PartialMeta {
-  bytes: Uint8Array;
+  /** Bytes kept so far (from offset 0). */
+  size: number;
+  /** Those bytes, read lazily (a resumed download hashes them again). */
+  source: ByteSource;
 }
 
 /** Where downloads live between loads. A complete entry is only ever a whole, verified file. */
 export interface DownloadCache {
-  get(key: string): Promise<Uint8Array | null>;
+  /** A complete file, read lazily; null when there is none. */
+  get(key: string): Promise<ByteSource | null>;
   getPartial(key: string): Promise<PartialEntry | null>;
-  /** Replace the partial entry (the bytes received so far, from offset 0). */
-  putPartial(key: string, bytes: Uint8Array, meta: PartialMeta): Promise<void>;
-  /** Store a complete file and drop its partial. */
-  put(key: string, bytes: Uint8Array, meta: CachedFileMeta): Promise<void>;
+  /**
+   * Write a file as it arrives. `from` 0 starts over (whatever the key held is dropped); `from` equal
+   * to the partial's size continues it. What is appended is stored as it comes, in pieces.
+   */
+  write(key: string, meta: PartialMeta, from: number): Promise<DownloadWriter>;
   /** Drop both the complete entry and the partial. */
   delete(key: string): Promise<void>;
 }
 
-/** A cache that lives as long as the object (the default: still lets automatic retries resume). */
-export function memoryDownloadCache(): DownloadCache {
-  const complete = new Map<string, Uint8Array>();
-  const partial = new Map<string, PartialEntry>();
+/** One download being stored. Every writer ends with exactly one of keep, commit or discard. */
+export interface DownloadWriter {
+  append(bytes: Uint8Array): Promise<void>;
+  /** Store what is still buffered and stop: the partial holds every byte appended (a resume point). */
+  keep(): Promise<void>;
+  /** Store the rest and make the partial the complete entry, atomically. */
+  commit(meta: CachedFileMeta): Promise<void>;
+  /** Stop and drop the partial. */
+  discard(): Promise<void>;
+}
+
+/** Store a small file whole (the manifest). */
+export async function putCachedBytes(cache: DownloadCache, key: string, bytes: Uint8Array, meta: CachedFileMeta): Promise<void> {
+  const w = await cache.write(key, { url: meta.url, etag: meta.etag, total: bytes.byteLength }, 0);
+  try {
+    await w.append(bytes);
+  } catch (e) {
+    await w.discard().catch(() => {});
+    throw e;
+  }
+  await w.commit(meta);
+}
+
+/** A whole cached file read into one buffer: only for small files (JSON). */
+export async function readAll(src: ByteSource): Promise<Uint8Array> {
+  return src.read(0, src.size);
+}
+
+/** Default chunk size of the caches that store pieces (memory, IndexedDB): 16 MiB. */
+export const DEFAULT_CHUNK_BYTES = 16 << 20;
+
+/**
+ * A cache that lives as long as the object (the default: still lets automatic retries resume). It
+ * keeps files as lists of chunks of at most `chunkBytes`, like the IndexedDB caches.
+ */
+export function memoryDownloadCache(opts: { chunkBytes?: number } = {}): DownloadCache & { chunks(key: string): Uint8Array[] } {
+  const chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+  const complete = new Map<string, Uint8Array[]>();
+  const partial = new Map<string, PartialMeta & { chunks: Uint8Array[] }>();
+  const sizeOf = (chunks: Uint8Array[]): number => chunks.reduce((n, c) => n + c.byteLength, 0);
+  const sourceOf = (key: string, chunks: Uint8Array[]): ByteSource =>
+    chunkedSource(
+      key,
+      chunks.map((c) => bytesSource(key, c)),
+    );
   return {
-    get: async (k) => complete.get(k) ?? null,
-    getPartial: async (k) => partial.get(k) ?? null,
-    async putPartial(k, bytes, meta) {
-      partial.set(k, { ...meta, bytes: bytes.slice() });
+    chunks: (k) => complete.get(k) ?? partial.get(k)?.chunks ?? [],
+    get: async (k) => {
+      const c = complete.get(k);
+      return c ? sourceOf(k, c) : null;
     },
-    async put(k, bytes) {
-      complete.set(k, bytes);
-      partial.delete(k);
+    getPartial: async (k) => {
+      const p = partial.get(k);
+      if (!p) return null;
+      const { chunks, ...meta } = p;
+      return { ...meta, size: sizeOf(chunks), source: sourceOf(k, chunks.slice()) };
+    },
+    async write(k, meta, from) {
+      let chunks: Uint8Array[];
+      if (from === 0) {
+        complete.delete(k);
+        chunks = [];
+      } else {
+        const p = partial.get(k);
+        if (!p || sizeOf(p.chunks) !== from) throw new Error(`${k}: no partial download of ${from} bytes to continue`);
+        chunks = p.chunks;
+      }
+      partial.set(k, { ...meta, chunks });
+      const chunker = new Chunker(chunkBytes);
+      const flush = () => {
+        const rest = chunker.rest();
+        if (rest) chunks.push(concatBytes(rest));
+      };
+      return {
+        async append(bytes) {
+          for (const full of chunker.push(bytes)) chunks.push(concatBytes(full));
+        },
+        async keep() {
+          flush();
+        },
+        async commit() {
+          flush();
+          complete.set(k, chunks);
+          partial.delete(k);
+        },
+        async discard() {
+          partial.delete(k);
+        },
+      };
     },
     async delete(k) {
       complete.delete(k);
       partial.delete(k);
+    },
+  };
+}
+
+/** Downloaded files as ModelFiles: each opens as its cached ByteSource, named by the file. */
+function cachedFiles(name: string, entries: Record<string, ByteSource>): ModelFiles {
+  return {
+    name,
+    has: (f) => Object.hasOwn(entries, f),
+    list: () => Object.keys(entries),
+    async open(f) {
+      if (!Object.hasOwn(entries, f)) throw new MissingFileError(name, f);
+      const src = entries[f];
+      return { name: f, size: src.size, read: (offset, length) => src.read(offset, length) };
     },
   };
 }
@@ -430,9 +537,9 @@ export async function downloadModel(source: string | ModelSource, opts: HubDownl
   const name = describeSource(src);
 
   const offline = await fromManifest(ctx);
-  if (offline) return { source: src, files: memoryFiles(name, offline.entries), absent: offline.absent, fromCache: true };
+  if (offline) return { source: src, files: cachedFiles(name, offline.entries), absent: offline.absent, fromCache: true };
 
-  const entries: Record<string, Uint8Array> = {};
+  const entries: Record<string, ByteSource> = {};
   const absent: string[] = [];
   for (const f of REQUIRED_FILES) entries[f] = (await getFile(ctx, f, { optional: false }))!;
 
@@ -441,7 +548,7 @@ export async function downloadModel(source: string | ModelSource, opts: HubDownl
   let weights: string[];
   if (index) {
     entries[INDEX_FILE] = index;
-    weights = shardsOf(index, fileUrl(src.baseUrl, INDEX_FILE));
+    weights = shardsOf(await readAll(index), fileUrl(src.baseUrl, INDEX_FILE));
   } else {
     weights = [SINGLE_WEIGHTS];
   }
@@ -453,12 +560,12 @@ export async function downloadModel(source: string | ModelSource, opts: HubDownl
   }
 
   // Size every weight file first so the overall total is known before the long part starts.
-  const cached = new Map<string, Uint8Array>();
+  const cached = new Map<string, ByteSource>();
   for (const f of weights) {
     const hit = await ctx.cache.get(cacheKey(src.baseUrl, f));
     if (hit) {
       cached.set(f, hit);
-      ctx.progress.plan(f, hit.byteLength);
+      ctx.progress.plan(f, hit.size);
       continue;
     }
     const partial = await ctx.cache.getPartial(cacheKey(src.baseUrl, f));
@@ -470,32 +577,32 @@ export async function downloadModel(source: string | ModelSource, opts: HubDownl
 
   const manifest: Manifest = {
     version: 1,
-    files: Object.fromEntries(Object.entries(entries).map(([f, b]) => [f, b.byteLength])),
+    files: Object.fromEntries(Object.entries(entries).map(([f, b]) => [f, b.size])),
     absent,
   };
   const manifestBytes = new TextEncoder().encode(JSON.stringify(manifest));
-  await ctx.cache.put(cacheKey(src.baseUrl, MANIFEST), manifestBytes, { url: src.baseUrl, size: manifestBytes.byteLength });
-  return { source: src, files: memoryFiles(name, entries), absent, fromCache: !ctx.usedNetwork };
+  await putCachedBytes(ctx.cache, cacheKey(src.baseUrl, MANIFEST), manifestBytes, { url: src.baseUrl, size: manifestBytes.byteLength });
+  return { source: src, files: cachedFiles(name, entries), absent, fromCache: !ctx.usedNetwork };
 }
 
 /** Everything from the cache, if a previous load finished and nothing was evicted since. */
-async function fromManifest(ctx: Ctx): Promise<{ entries: Record<string, Uint8Array>; absent: string[] } | null> {
+async function fromManifest(ctx: Ctx): Promise<{ entries: Record<string, ByteSource>; absent: string[] } | null> {
   const raw = await ctx.cache.get(cacheKey(ctx.src.baseUrl, MANIFEST));
   if (!raw) return null;
   let m: Manifest;
   try {
-    m = JSON.parse(new TextDecoder().decode(raw)) as Manifest;
+    m = JSON.parse(new TextDecoder().decode(await readAll(raw))) as Manifest;
     if (m.version !== 1 || typeof m.files !== 'object' || !Array.isArray(m.absent)) return null;
   } catch {
     return null;
   }
-  const entries: Record<string, Uint8Array> = {};
+  const entries: Record<string, ByteSource> = {};
   for (const [f, size] of Object.entries(m.files)) {
     const b = await ctx.cache.get(cacheKey(ctx.src.baseUrl, f));
-    if (!b || b.byteLength !== size) return null;
+    if (!b || b.size !== size) return null;
     entries[f] = b;
   }
-  for (const [f, b] of Object.entries(entries)) ctx.progress.update(f, b.byteLength, b.byteLength, { fromCache: true, done: true });
+  for (const [f, b] of Object.entries(entries)) ctx.progress.update(f, b.size, b.size, { fromCache: true, done: true });
   return { entries, absent: m.absent };
 }
 
@@ -551,12 +658,12 @@ const isEncoded = (res: Response): boolean => {
 };
 
 /** One file, from the cache or the network, with automatic resumes. null: optional and absent (404). */
-async function getFile(ctx: Ctx, file: string, o: { optional: boolean }): Promise<Uint8Array | null> {
+async function getFile(ctx: Ctx, file: string, o: { optional: boolean }): Promise<ByteSource | null> {
   throwIfCancelled(ctx, file);
   const key = cacheKey(ctx.src.baseUrl, file);
   const hit = await ctx.cache.get(key);
   if (hit) {
-    ctx.progress.update(file, hit.byteLength, hit.byteLength, { fromCache: true, done: true });
+    ctx.progress.update(file, hit.size, hit.size, { fromCache: true, done: true });
     return hit;
   }
   for (let attempt = 0; ; attempt++) {
@@ -598,32 +705,27 @@ function sha256FromHeaders(res: Response): string | null {
   return null;
 }
 
-export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const digest = await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>);
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+/** Feed a stored partial through the hash again (a resumed download's digest covers the whole file). */
+async function hashSource(src: ByteSource, hash: Sha256, ctx: Ctx, file: string): Promise<void> {
+  const step = 4 << 20;
+  for (let o = 0; o < src.size; o += step) {
+    throwIfCancelled(ctx, file, src.size);
+    hash.update(await src.read(o, Math.min(step, src.size - o)));
+  }
 }
 
-function concat(chunks: Uint8Array[], length: number): Uint8Array {
-  if (chunks.length === 1 && chunks[0].byteLength === length && chunks[0].byteOffset === 0 && chunks[0].buffer.byteLength === length) {
-    return chunks[0];
-  }
-  const out = new Uint8Array(length);
-  let o = 0;
-  for (const c of chunks) {
-    out.set(c, o);
-    o += c.byteLength;
-  }
-  return out;
-}
-
-/** One HTTP attempt at a file, resuming from the cache's partial entry when there is one. */
-async function transfer(ctx: Ctx, file: string, key: string, optional: boolean, allowResume = true): Promise<Uint8Array | null> {
+/**
+ * One HTTP attempt at a file, resuming from the cache's partial entry when there is one. The body goes
+ * to the cache chunk by chunk as it arrives, through an incremental sha256; what comes back is the
+ * cached file, read lazily.
+ */
+async function transfer(ctx: Ctx, file: string, key: string, optional: boolean, allowResume = true): Promise<ByteSource | null> {
   const url = fileUrl(ctx.src.baseUrl, file);
   let partial = allowResume ? await ctx.cache.getPartial(key) : null;
-  if (partial && (partial.bytes.byteLength === 0 || (partial.total !== undefined && partial.bytes.byteLength >= partial.total))) {
+  if (partial && (partial.size === 0 || (partial.total !== undefined && partial.size >= partial.total))) {
     partial = null; // nothing to resume, or "partial" but whole: fetch afresh rather than trust it
   }
-  const from = partial?.bytes.byteLength ?? 0;
+  const from = partial?.size ?? 0;
   const headers = authHeaders(ctx);
   if (partial) {
     headers.Range = `bytes=${from}-`;
@@ -658,7 +760,7 @@ async function transfer(ctx: Ctx, file: string, key: string, optional: boolean, 
   const contentLength = encoded ? null : Number(res.headers.get('content-length') ?? NaN);
   const bodyLength = contentLength !== null && Number.isFinite(contentLength) ? contentLength : null;
 
-  const chunks: Uint8Array[] = [];
+  const hash = new Sha256();
   let received: number;
   let total: number | null;
   if (res.status === 206 && partial) {
@@ -669,7 +771,15 @@ async function transfer(ctx: Ctx, file: string, key: string, optional: boolean, 
       await res.body?.cancel().catch(() => {});
       return transfer(ctx, file, key, optional, false);
     }
-    chunks.push(partial.bytes);
+    try {
+      await hashSource(partial.source, hash, ctx, file);
+    } catch (e) {
+      await res.body?.cancel().catch(() => {});
+      if (e instanceof DownloadCancelledError) throw e;
+      // The kept bytes cannot be read back (evicted, damaged): start the file over.
+      await ctx.cache.delete(key);
+      return transfer(ctx, file, key, optional, false);
+    }
     received = from;
     total = cr.total ?? (bodyLength !== null ? from + bodyLength : null);
   } else if (res.status === 206) {
@@ -683,37 +793,55 @@ async function transfer(ctx: Ctx, file: string, key: string, optional: boolean, 
   }
   const resumable = !encoded;
   const partialMeta: PartialMeta = { url, etag: etag ?? partial?.etag, total: total ?? undefined };
+  let writer: DownloadWriter;
+  try {
+    writer = await ctx.cache.write(key, partialMeta, received);
+  } catch (e) {
+    await res.body?.cancel().catch(() => {});
+    throw e;
+  }
   ctx.progress.update(file, received, total, { force: true });
 
+  /** The download stopped early: keep what arrived for a resume when that makes sense. */
   const keep = async (): Promise<boolean> => {
     if (!resumable || received === 0) {
-      await ctx.cache.delete(key);
+      await writer.discard();
       return false;
     }
-    await ctx.cache.putPartial(key, concat(chunks, received), partialMeta);
+    await writer.keep();
     return true;
   };
 
   if (res.body) {
     const reader = res.body.getReader();
-    try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        chunks.push(value);
-        received += value.byteLength;
-        if (total !== null && received > total) {
-          await reader.cancel().catch(() => {});
-          await ctx.cache.delete(key);
-          throw new DownloadIntegrityError(file, url, `the server sent more than the ${total} bytes it announced`);
-        }
-        ctx.progress.update(file, received, total, { netDelta: value.byteLength });
+    for (;;) {
+      let next: ReadableStreamReadResult<Uint8Array>;
+      try {
+        next = await reader.read();
+      } catch (e) {
+        const kept = await keep();
+        if (ctx.signal?.aborted) throw new DownloadCancelledError(file, kept ? received : 0);
+        throw new DownloadInterruptedError(file, url, received, total, kept, e);
       }
-    } catch (e) {
-      if (e instanceof DownloadIntegrityError) throw e;
-      const kept = await keep();
-      if (ctx.signal?.aborted) throw new DownloadCancelledError(file, kept ? received : 0);
-      throw new DownloadInterruptedError(file, url, received, total, kept, e);
+      if (next.done) break;
+      const value = next.value;
+      received += value.byteLength;
+      if (total !== null && received > total) {
+        await reader.cancel().catch(() => {});
+        await writer.discard();
+        await ctx.cache.delete(key);
+        throw new DownloadIntegrityError(file, url, `the server sent more than the ${total} bytes it announced`);
+      }
+      hash.update(value);
+      try {
+        await writer.append(value);
+      } catch (e) {
+        // The cache refused (quota, a closed database): stop, keep what was stored, say why.
+        await reader.cancel().catch(() => {});
+        await writer.keep().catch(() => writer.discard().catch(() => {}));
+        throw e;
+      }
+      ctx.progress.update(file, received, total, { netDelta: value.byteLength });
     }
   }
   if (total !== null && received < total) {
@@ -722,16 +850,18 @@ async function transfer(ctx: Ctx, file: string, key: string, optional: boolean, 
     throw new DownloadInterruptedError(file, url, received, total, kept, new Error('the response ended early'));
   }
 
-  const bytes = concat(chunks, received);
+  const got = hash.hex();
   const sha = ctx.verify ? sha256FromHeaders(res) : null;
-  if (sha) {
-    const got = await sha256Hex(bytes);
-    if (got !== sha) {
-      await ctx.cache.delete(key);
-      throw new DownloadIntegrityError(file, url, `sha256 mismatch: the server says ${sha}, the ${received} bytes received hash to ${got}`);
-    }
+  if (sha && got !== sha) {
+    await writer.discard();
+    await ctx.cache.delete(key);
+    throw new DownloadIntegrityError(file, url, `sha256 mismatch: the server says ${sha}, the ${received} bytes received hash to ${got}`);
   }
-  await ctx.cache.put(key, bytes, { url, size: received, etag, sha256: sha ?? undefined });
+  await writer.commit({ url, size: received, etag, sha256: got });
+  const stored = await ctx.cache.get(key);
+  if (!stored || stored.size !== received) {
+    throw new DownloadIntegrityError(file, url, `the download cache did not keep the ${received} bytes it was given`);
+  }
   ctx.progress.update(file, received, received, { done: true });
-  return bytes;
+  return stored;
 }

@@ -1,8 +1,12 @@
-// Cached model files in the store's `models` + `blobs`, and a DownloadCache over them (so the hub
-// downloader can keep its files here instead of in its own database, io/cache-browser.ts).
-// A file's record and bytes are written and deleted in one transaction. A partial download and the
-// complete file share one key: storing the complete file replaces the partial in the same put.
-import type { CachedFileMeta, DownloadCache, PartialEntry, PartialMeta } from '../io/hub';
+// Cached model files in the store's `models` (+ their bytes in `modelChunks`, or in `blobs` for files
+// stored whole), and a DownloadCache over them (so the hub downloader can keep its files here instead
+// of in its own database, io/cache-browser.ts).
+// A download is stored chunk by chunk as it arrives: each chunk and the partial record that counts it
+// are written in one transaction, and files are read back lazily (a Blob of the chunk Blobs, sliced
+// per read), so a model larger than one ArrayBuffer never sits in memory whole. A partial download and
+// the complete file share one key: completing the file is one put of its record.
+import { Chunker, blobSource, bytesSource, type ByteSource } from '../io/bytes';
+import { DEFAULT_CHUNK_BYTES, type CachedFileMeta, type DownloadCache, type DownloadWriter, type PartialEntry, type PartialMeta } from '../io/hub';
 import { exact, sha256Hex, type Store } from './db';
 import { isQuotaError, quotaError } from './quota';
 import { blobKey, type ModelRecord } from './schema';
@@ -21,10 +25,18 @@ export interface ModelFileInput {
   hash?: boolean;
 }
 
+/** Every chunk of one file in `modelChunks`. */
+const chunkRange = (key: string): IDBKeyRange => IDBKeyRange.bound([key, 0], [key, Infinity]);
+
 async function writeModel(store: Store, rec: ModelRecord, bytes: Uint8Array): Promise<void> {
-  const tx = store.db.transaction(['models', 'blobs'], 'readwrite', { durability: 'strict' });
+  const tx = store.db.transaction(['models', 'blobs', 'modelChunks'], 'readwrite', { durability: 'strict' });
   try {
-    await Promise.all([tx.objectStore('models').put(rec), tx.objectStore('blobs').put(bytes, blobKey.model(rec.key)), tx.done]);
+    await Promise.all([
+      tx.objectStore('models').put(rec),
+      tx.objectStore('blobs').put(bytes, blobKey.model(rec.key)),
+      tx.objectStore('modelChunks').delete(chunkRange(rec.key)),
+      tx.done,
+    ]);
   } catch (e) {
     try {
       tx.abort();
@@ -65,13 +77,27 @@ export async function putModelFile(store: Store, input: ModelFileInput): Promise
   return rec;
 }
 
-/** A complete cached file, or null (a partial download does not count). */
-export async function getModelFile(store: Store, key: string): Promise<{ record: ModelRecord; bytes: Uint8Array } | null> {
-  const tx = store.db.transaction(['models', 'blobs'], 'readonly');
-  const [record, bytes] = await Promise.all([tx.objectStore('models').get(key), tx.objectStore('blobs').get(blobKey.model(key))]);
+/** A cached file (complete or partial), read lazily; null when absent or when its chunks are missing. */
+export async function openModelFile(store: Store, key: string): Promise<{ record: ModelRecord; source: ByteSource } | null> {
+  const tx = store.db.transaction(['models', 'blobs', 'modelChunks'], 'readonly');
+  const record = await tx.objectStore('models').get(key);
+  let source: ByteSource | null = null;
+  if (record?.chunks) {
+    const sizes = record.chunks;
+    const blobs = await tx.objectStore('modelChunks').getAll(chunkRange(key));
+    if (blobs.length === sizes.length && blobs.every((b, i) => b.size === sizes[i])) source = blobSource(key, new Blob(blobs));
+  } else if (record) {
+    const bytes = await tx.objectStore('blobs').get(blobKey.model(key));
+    if (bytes) source = bytesSource(key, bytes);
+  }
   await tx.done;
-  if (!record || !bytes) return null;
-  return { record, bytes };
+  return record && source ? { record, source } : null;
+}
+
+/** A cached file's bytes in one buffer (complete or partial), or null: for small files; large ones use openModelFile. */
+export async function getModelFile(store: Store, key: string): Promise<{ record: ModelRecord; bytes: Uint8Array } | null> {
+  const got = await openModelFile(store, key);
+  return got ? { record: got.record, bytes: await got.source.read(0, got.source.size) } : null;
 }
 
 /** Cached files of every source (complete and partial), largest first. */
@@ -85,39 +111,108 @@ export async function findModelFilesByHash(store: Store, sha256: string): Promis
 }
 
 export async function deleteModelFile(store: Store, key: string): Promise<void> {
-  const tx = store.db.transaction(['models', 'blobs'], 'readwrite');
-  await Promise.all([tx.objectStore('models').delete(key), tx.objectStore('blobs').delete(blobKey.model(key)), tx.done]);
+  const tx = store.db.transaction(['models', 'blobs', 'modelChunks'], 'readwrite');
+  await Promise.all([
+    tx.objectStore('models').delete(key),
+    tx.objectStore('blobs').delete(blobKey.model(key)),
+    tx.objectStore('modelChunks').delete(chunkRange(key)),
+    tx.done,
+  ]);
 }
 
 /** Delete every cached file whose source starts with `prefix` (a whole model: its base URL). */
 export async function deleteModelSource(store: Store, prefix: string): Promise<number> {
   const keys = (await store.db.getAll('models')).filter((m) => m.key.startsWith(prefix) || m.source.startsWith(prefix)).map((m) => m.key);
-  const tx = store.db.transaction(['models', 'blobs'], 'readwrite');
-  await Promise.all([...keys.flatMap((k) => [tx.objectStore('models').delete(k), tx.objectStore('blobs').delete(blobKey.model(k))]), tx.done]);
+  const tx = store.db.transaction(['models', 'blobs', 'modelChunks'], 'readwrite');
+  await Promise.all([
+    ...keys.flatMap((k) => [tx.objectStore('models').delete(k), tx.objectStore('blobs').delete(blobKey.model(k)), tx.objectStore('modelChunks').delete(chunkRange(k))]),
+    tx.done,
+  ]);
   return keys.length;
 }
 
 const fileOf = (url: string): string => url.slice(url.lastIndexOf('/') + 1) || url;
 
-/** The hub downloader's cache, kept in this store (drop-in for io/cache-browser's idbDownloadCache). */
-export function storeDownloadCache(store: Store): DownloadCache {
+const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+
+/**
+ * The hub downloader's cache, kept in this store (drop-in for io/cache-browser's idbDownloadCache).
+ * Downloads are stored in chunks of `chunkBytes` (default 16 MiB) as they arrive.
+ */
+export function storeDownloadCache(store: Store, opts: { chunkBytes?: number } = {}): DownloadCache {
+  const chunkBytes = opts.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   return {
     async get(key) {
-      const got = await getModelFile(store, key);
-      return got?.record.complete ? got.bytes : null;
+      const got = await openModelFile(store, key);
+      return got?.record.complete ? got.source : null;
     },
     async getPartial(key): Promise<PartialEntry | null> {
-      const got = await getModelFile(store, key);
+      const got = await openModelFile(store, key);
       if (!got || got.record.complete) return null;
       const r = got.record;
-      return { url: r.source, bytes: got.bytes, ...(r.etag ? { etag: r.etag } : {}), ...(r.total !== null ? { total: r.total } : {}) };
+      if (!r.chunks) {
+        // A partial kept whole by an older version: start that file over.
+        await deleteModelFile(store, key);
+        return null;
+      }
+      return { url: r.source, size: r.size, source: got.source, ...(r.etag ? { etag: r.etag } : {}), ...(r.total !== null ? { total: r.total } : {}) };
     },
-    async putPartial(key, bytes, meta: PartialMeta) {
-      await putModelFile(store, { key, source: meta.url, file: fileOf(meta.url), bytes, etag: meta.etag ?? null, total: meta.total ?? null, complete: false, hash: false });
-    },
-    async put(key, bytes, meta: CachedFileMeta) {
-      // Hash only what the server vouched for; computing sha256 of every small JSON file is cheap too.
-      await putModelFile(store, { key, source: meta.url, file: fileOf(meta.url), bytes, sha256: meta.sha256 ?? null, etag: meta.etag ?? null, complete: true });
+    async write(key, meta: PartialMeta, from): Promise<DownloadWriter> {
+      const file = fileOf(meta.url);
+      let sizes: number[];
+      let storedAt = Date.now();
+      if (from === 0) {
+        await deleteModelFile(store, key);
+        sizes = [];
+      } else {
+        const rec = await store.db.get('models', key);
+        if (!rec || rec.complete || !rec.chunks || sum(rec.chunks) !== from) throw new Error(`${key}: no partial download of ${from} bytes to continue`);
+        sizes = rec.chunks.slice();
+        storedAt = rec.storedAt;
+      }
+      const record = (complete: boolean, chunks: number[], sha256: string | null, etag: string | null): ModelRecord => {
+        const size = sum(chunks);
+        return { key, source: meta.url, file, size, sha256, etag, complete, total: complete ? size : (meta.total ?? null), chunks, storedAt, lastUsedAt: Date.now() };
+      };
+      const chunker = new Chunker(chunkBytes);
+      /** One chunk and the partial record that now counts it, in one transaction. */
+      const storeChunk = async (pieces: Uint8Array<ArrayBuffer>[]): Promise<void> => {
+        const blob = new Blob(pieces);
+        const next = [...sizes, blob.size];
+        const tx = store.db.transaction(['models', 'modelChunks'], 'readwrite');
+        try {
+          await Promise.all([tx.objectStore('modelChunks').put(blob, [key, sizes.length]), tx.objectStore('models').put(record(false, next, null, meta.etag ?? null)), tx.done]);
+        } catch (e) {
+          try {
+            tx.abort();
+          } catch {
+            // already aborted or finished
+          }
+          await tx.done.catch(() => {});
+          if (isQuotaError(e) || isQuotaError(tx.error)) {
+            throw await quotaError(store, { what: `the download of ${file}`, neededBytes: blob.size, exclude: new Set([key]), cause: e });
+          }
+          throw e;
+        }
+        sizes = next;
+      };
+      const flush = async (): Promise<void> => {
+        const rest = chunker.rest();
+        if (rest) await storeChunk(rest);
+      };
+      return {
+        async append(bytes) {
+          for (const full of chunker.push(bytes)) await storeChunk(full);
+        },
+        keep: flush,
+        async commit(fileMeta: CachedFileMeta) {
+          await flush();
+          await store.db.put('models', record(true, sizes, fileMeta.sha256 ?? null, fileMeta.etag ?? null));
+        },
+        async discard() {
+          await deleteModelFile(store, key);
+        },
+      };
     },
     async delete(key) {
       await deleteModelFile(store, key);

@@ -1,8 +1,12 @@
 // The IndexedDB layout of webtune's local storage, and its upgrades.
 //
-// Stores (schema version 2, the current one):
+// Stores (schema version 3, the current one):
 //   models       one record per cached model file (complete, or a partial download), keyed by the
 //                cache key (base URL + file, or `local:<name>/<file>`), indexed by content hash
+//   modelChunks  the bytes of downloaded model files, as Blobs of at most 16 MiB keyed
+//                [cache key, chunk index]: a download is stored as it arrives and read back range by
+//                range, never whole (Chromium keeps large Blobs on disk). A model record with `chunks`
+//                has its bytes here; one without has them in `blobs` as one Uint8Array
 //   datasets     the user's uploaded data files, keyed by their sha256 (uploading twice keeps one copy)
 //   runs         one record per training run: config, metrics history, samples, name, status
 //   checkpoints  per run: the trainer's state (step, AdamW step, dropout/RNG offset, data cursor,
@@ -15,7 +19,8 @@
 // Upgrades: MIGRATIONS[v - 1] turns version v − 1 into version v. Opening runs every step from the
 // stored version up to the requested one inside the single `versionchange` transaction, so an upgrade
 // is all-or-nothing too. Version 1 kept bytes inline in each record (a listing read every tensor);
-// version 2 moved them into `blobs` and added run status, checkpoint sizes and the lock store.
+// version 2 moved them into `blobs` and added run status, checkpoint sizes and the lock store; version 3
+// added `modelChunks` (files stored before stay whole in `blobs` and are read as one chunk).
 // To change the layout: add a step to MIGRATIONS, bump nothing else (DB_VERSION follows), describe the
 // new records below, and add an upgrade test that writes the previous version's records.
 import type { DBSchema, IDBPDatabase, IDBPTransaction } from 'idb';
@@ -42,6 +47,8 @@ export interface ModelRecord {
   complete: boolean;
   /** The whole file's size when the server said (partials). */
   total: number | null;
+  /** Byte length of each chunk in `modelChunks`, in order; absent: the bytes are one Uint8Array in `blobs`. */
+  chunks?: number[];
   storedAt: number;
   lastUsedAt: number;
 }
@@ -139,9 +146,10 @@ export interface WebtuneDB extends DBSchema {
   checkpoints: { key: string; value: CheckpointRecord; indexes: { 'by-run': string; 'by-run-step': [string, number] } };
   blobs: { key: string; value: Uint8Array };
   locks: { key: string; value: LeaseRecord };
+  modelChunks: { key: [string, number]; value: Blob };
 }
 
-export type StoreName = 'models' | 'datasets' | 'runs' | 'checkpoints' | 'blobs' | 'locks';
+export type StoreName = 'models' | 'datasets' | 'runs' | 'checkpoints' | 'blobs' | 'locks' | 'modelChunks';
 
 export const blobKey = {
   model: (key: string) => `model/${key}`,
@@ -222,6 +230,12 @@ const MIGRATIONS: ((db: AnyDB, tx: UpgradeTx) => Promise<void>)[] = [
       };
       await c.update(next);
     });
+  },
+
+  // 2 → 3: downloaded model files are stored in chunks as they arrive. Nothing to convert: a model
+  // record without `chunks` keeps its bytes in `blobs`.
+  async (db) => {
+    db.createObjectStore('modelChunks');
   },
 ];
 

@@ -3,12 +3,15 @@
 // Range, If-Range and ETag, can demand a token, and can misbehave on purpose (drop the connection after
 // N bytes, ignore Range, send corrupt bytes).
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { openDB } from 'idb';
+import type { ByteSource } from '../../src/io/bytes';
+import { HUB_CACHE_DB, idbDownloadCache } from '../../src/io/cache-browser';
 import { diskDownloadCache, keyPath } from '../../src/io/cache-node';
 import type { ModelFiles } from '../../src/io/files';
 import {
@@ -22,10 +25,14 @@ import {
   cacheKey,
   downloadModel,
   memoryDownloadCache,
+  readAll,
   resolveSource,
+  type DownloadCache,
   type DownloadProgress,
   type HubDownloadOptions,
 } from '../../src/io/hub';
+import { storeDownloadCache } from '../../src/store/models';
+import { freshName, freshStore } from '../store/fixtures';
 import { openCheckpoint } from '../../src/model/checkpoint';
 import { tinyCheckpointFiles, tinyConfigJson, tinyWeights } from '../helpers/tiny-models';
 
@@ -162,6 +169,65 @@ async function expectFiles(files: ModelFiles, want: Map<string, Uint8Array>): Pr
     const src = await files.open(f);
     expect(bytesEqual(await src.read(0, src.size), b), f).toBe(true);
   }
+}
+
+/** A cache that records the size of every buffer handed to it and every buffer read back from it. */
+function recording(inner: DownloadCache): { cache: DownloadCache; appended: number[]; reads: number[] } {
+  const appended: number[] = [];
+  const reads: number[] = [];
+  const watch = (src: ByteSource): ByteSource => ({
+    name: src.name,
+    size: src.size,
+    async read(offset, length) {
+      const b = await src.read(offset, length);
+      reads.push(b.byteLength);
+      return b;
+    },
+  });
+  const cache: DownloadCache = {
+    get: async (k) => {
+      const src = await inner.get(k);
+      return src && watch(src);
+    },
+    getPartial: (k) => inner.getPartial(k),
+    async write(k, meta, from) {
+      const w = await inner.write(k, meta, from);
+      return {
+        append: (b) => {
+          appended.push(b.byteLength);
+          return w.append(b);
+        },
+        keep: () => w.keep(),
+        commit: (m) => w.commit(m),
+        discard: () => w.discard(),
+      };
+    },
+    delete: (k) => inner.delete(k),
+  };
+  return { cache, appended, reads };
+}
+
+/** fetch whose bodies arrive in pieces of at most `piece` bytes, as from a real network. */
+function piecewiseFetch(piece: number): typeof fetch {
+  return async (input, init) => {
+    const res = await fetch(input, init);
+    if (!res.body) return res;
+    const reader = res.body.getReader();
+    let rest: Uint8Array | null = null;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(ctrl) {
+        if (!rest?.byteLength) {
+          const { done, value } = await reader.read();
+          if (done) return ctrl.close();
+          rest = value;
+        }
+        ctrl.enqueue(rest.slice(0, piece));
+        rest = rest.subarray(piece);
+      },
+      cancel: (why) => reader.cancel(why),
+    });
+    return new Response(body, { status: res.status, headers: res.headers });
+  };
 }
 
 const rejection = async (p: Promise<unknown>): Promise<Error> =>
@@ -359,8 +425,8 @@ describe('downloadModel (local Hub-shaped server)', () => {
     expect(await cache.get(key)).toBeNull();
     expect(existsSync(cache.pathOf(key))).toBe(false);
     const partial = await cache.getPartial(key);
-    expect(partial?.bytes.byteLength).toBe(30_000);
-    expect(bytesEqual(partial!.bytes, weights.subarray(0, 30_000))).toBe(true);
+    expect(partial?.size).toBe(30_000);
+    expect(bytesEqual(await readAll(partial!.source), weights.subarray(0, 30_000))).toBe(true);
     expect(partial?.total).toBe(weights.byteLength);
     expect(partial?.etag).toBe(etagOf('model.safetensors', weights).etag);
 
@@ -372,7 +438,7 @@ describe('downloadModel (local Hub-shaped server)', () => {
     expect(last.status).toBe(206);
     await expectFiles(got.files, repo);
     expect(await cache.getPartial(key)).toBeNull();
-    expect(bytesEqual((await cache.get(key))!, weights)).toBe(true);
+    expect(bytesEqual(await readAll((await cache.get(key))!), weights)).toBe(true);
     // Progress on the resumed file starts at the kept bytes.
     expect(events.find((p) => p.file === 'model.safetensors')!.loadedBytes).toBe(30_000);
     expect((await openCheckpoint(got.files)).config.architecture).toBe('llama');
@@ -464,7 +530,7 @@ describe('downloadModel (local Hub-shaped server)', () => {
     const e = await rejection(downloadModel('tiny/llama', opts({ cache, fetch: slowFetch, signal: ac.signal })));
     expect(e).toBeInstanceOf(DownloadCancelledError);
     expect(e.message).toMatch(/^model\.safetensors: download cancelled after 10000 bytes/);
-    expect((await cache.getPartial(key))?.bytes.byteLength).toBe(10_000);
+    expect((await cache.getPartial(key))?.size).toBe(10_000);
     expect(await cache.get(key)).toBeNull();
 
     await expectFiles((await downloadModel('tiny/llama', opts({ cache }))).files, repo);
@@ -485,6 +551,128 @@ describe('downloadModel (local Hub-shaped server)', () => {
     expect(ck.tensors.size).toBeGreaterThan(10);
     const emb = await ck.readF32('model.embed_tokens.weight');
     expect(Array.from(emb)).toEqual(Array.from(tinyWeights(tinyConfigJson('llama')).get('model.embed_tokens.weight')!.data));
+  });
+
+  // The four caches, each storing pieces of at most 4 KiB, with a way to see how a file was stored.
+  const CHUNK = 4096;
+  const caches: [string, () => Promise<{ cache: DownloadCache; chunkSizes(key: string): Promise<number[] | null> }>][] = [
+    [
+      'memory',
+      async () => {
+        const cache = memoryDownloadCache({ chunkBytes: CHUNK });
+        return { cache, chunkSizes: async (k) => cache.chunks(k).map((c) => c.byteLength) };
+      },
+    ],
+    [
+      'IndexedDB (webtune-hub-cache)',
+      async () => {
+        const name = freshName();
+        const cache = idbDownloadCache(name, { chunkBytes: CHUNK });
+        const chunkSizes = async (k: string) => {
+          const db = await openDB(name);
+          const blobs = (await db.getAll('chunks', IDBKeyRange.bound([k, 0], [k, Infinity]))) as Blob[];
+          db.close();
+          return blobs.map((b) => b.size);
+        };
+        return { cache, chunkSizes };
+      },
+    ],
+    [
+      'IndexedDB (webtune store)',
+      async () => {
+        const store = await freshStore();
+        const cache = storeDownloadCache(store, { chunkBytes: CHUNK });
+        const chunkSizes = async (k: string) => {
+          const blobs = await store.db.getAll('modelChunks', IDBKeyRange.bound([k, 0], [k, Infinity]));
+          const rec = await store.db.get('models', k);
+          expect(rec?.chunks).toEqual(blobs.map((b) => b.size));
+          return blobs.map((b) => b.size);
+        };
+        return { cache, chunkSizes };
+      },
+    ],
+    ['disk', async () => ({ cache: diskDownloadCache(dir), chunkSizes: async () => null })],
+  ];
+
+  for (const [label, make] of caches) {
+    it(`${label}: a download is stored piece by piece as it arrives and read back lazily`, async () => {
+      const repo = llamaRepo();
+      const weights = repo.get('model.safetensors')!;
+      hub.repos.set('tiny/llama@main', repo);
+      const { cache: inner, chunkSizes } = await make();
+      const { cache, appended, reads } = recording(inner);
+      const got = await downloadModel('tiny/llama', opts({ cache, fetch: piecewiseFetch(1500) }));
+      const key = cacheKey(`${hub.endpoint}/tiny/llama/resolve/main/`, 'model.safetensors');
+
+      // The network's pieces go to the cache as they come (never gathered first), and nothing read
+      // back was the whole weights file.
+      expect(appended.length).toBeGreaterThan(weights.byteLength / 1500);
+      expect(Math.max(...appended)).toBeLessThanOrEqual(1500);
+      const sizes = await chunkSizes(key);
+      if (sizes) {
+        expect(sizes.reduce((a, b) => a + b, 0)).toBe(weights.byteLength);
+        expect(sizes.length).toBe(Math.ceil(weights.byteLength / CHUNK));
+        expect(Math.max(...sizes)).toBe(CHUNK);
+      }
+      const ck = await openCheckpoint(got.files);
+      const want = tinyWeights(tinyConfigJson('llama'));
+      for (const name of ['model.embed_tokens.weight', 'model.layers.0.self_attn.q_proj.weight', 'model.norm.weight']) {
+        expect(Array.from(await ck.readF32(name)), name).toEqual(Array.from(want.get(name)!.data));
+      }
+      expect(reads.length).toBeGreaterThan(3);
+      expect(Math.max(...reads.filter((n) => n > 0))).toBeLessThan(weights.byteLength);
+      // A read across chunk boundaries is exact.
+      const src = await got.files.open('model.safetensors');
+      expect(bytesEqual(await src.read(CHUNK - 7, 3 * CHUNK + 11), weights.subarray(CHUNK - 7, 4 * CHUNK + 4))).toBe(true);
+    });
+
+    it(`${label}: a resume continues the stored chunks, at a chunk boundary or inside one, and verifies the whole file`, async () => {
+      const repo = llamaRepo();
+      const weights = repo.get('model.safetensors')!;
+      hub.repos.set('tiny/llama@main', repo);
+      const key = cacheKey(`${hub.endpoint}/tiny/llama/resolve/main/`, 'model.safetensors');
+      for (const after of [5 * CHUNK + 1234, 6 * CHUNK]) {
+        const { cache, chunkSizes } = await make();
+        await cache.delete(key);
+        hub.dropNext = { file: 'model.safetensors', after };
+        const e = await rejection(downloadModel('tiny/llama', opts({ cache })));
+        expect(e, `drop after ${after}`).toBeInstanceOf(DownloadInterruptedError);
+        const partial = (await cache.getPartial(key))!;
+        expect(partial.size).toBe(after);
+        expect(bytesEqual(await readAll(partial.source), weights.subarray(0, after))).toBe(true);
+        const kept = await chunkSizes(key);
+        if (kept) expect(kept).toEqual(after % CHUNK ? [...Array(Math.floor(after / CHUNK)).fill(CHUNK), after % CHUNK] : Array(after / CHUNK).fill(CHUNK));
+
+        // The server vouches for the sha256 (X-Linked-ETag): the resumed digest must cover the kept bytes too.
+        const got = await downloadModel('tiny/llama', opts({ cache }));
+        expect(gets('model.safetensors').at(-1)!.range).toBe(`bytes=${after}-`);
+        expect(gets('model.safetensors').at(-1)!.status).toBe(206);
+        expect(await cache.getPartial(key)).toBeNull();
+        await expectFiles(got.files, repo);
+        const sizes = await chunkSizes(key);
+        if (sizes) {
+          expect(sizes.reduce((a, b) => a + b, 0)).toBe(weights.byteLength);
+          expect(Math.max(...sizes)).toBeLessThanOrEqual(CHUNK);
+        }
+        expect((await openCheckpoint(got.files)).config.architecture).toBe('llama');
+      }
+    });
+  }
+
+  it('a resumed download whose kept bytes are corrupt fails the sha256 check, naming the file, and caches nothing', async () => {
+    const repo = llamaRepo();
+    hub.repos.set('tiny/llama@main', repo);
+    const cache = memoryDownloadCache({ chunkBytes: CHUNK });
+    const key = cacheKey(`${hub.endpoint}/tiny/llama/resolve/main/`, 'model.safetensors');
+    hub.dropNext = { file: 'model.safetensors', after: 3 * CHUNK + 5 };
+    await rejection(downloadModel('tiny/llama', opts({ cache })));
+    cache.chunks(key)[1][17] ^= 0xff; // damage a kept chunk
+    const e = await rejection(downloadModel('tiny/llama', opts({ cache })));
+    expect(e).toBeInstanceOf(DownloadIntegrityError);
+    expect(e.message).toMatch(/^model\.safetensors: sha256 mismatch/);
+    expect(await cache.get(key)).toBeNull();
+    expect(await cache.getPartial(key)).toBeNull();
+    await expectFiles((await downloadModel('tiny/llama', opts({ cache }))).files, repo);
   });
 
   it('reports missing tokenizer files instead of failing, and loads from a plain URL base', async () => {
@@ -509,22 +697,67 @@ describe('diskDownloadCache', () => {
     expect(keyPath('/c', 'not a url')).toMatch(/^\/c\/_keys\/[0-9a-f]{64}$/);
   });
 
-  it('discards a partial whose meta disagrees with its bytes', async () => {
+  it('cuts a partial back to the length its meta records, and discards one shorter than that', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'webtune-cache-'));
     try {
       const cache = diskDownloadCache(dir);
       const key = 'https://h/o/n/resolve/main/f.bin';
-      await cache.putPartial(key, new Uint8Array([1, 2, 3]), { url: key, etag: '"x"', total: 10 });
-      expect((await cache.getPartial(key))?.bytes).toEqual(new Uint8Array([1, 2, 3]));
-      writeFileSync(`${cache.pathOf(key)}.partial`, new Uint8Array([1, 2, 3, 4]));
+      const w = await cache.write(key, { url: key, etag: '"x"', total: 10 }, 0);
+      await w.append(new Uint8Array([1, 2]));
+      await w.append(new Uint8Array([3]));
+      await w.keep();
+      const p = await cache.getPartial(key);
+      expect(p).toMatchObject({ url: key, etag: '"x"', total: 10, size: 3 });
+      expect(await readAll(p!.source)).toEqual(new Uint8Array([1, 2, 3]));
+      // Bytes past the recorded length (a crash before the meta was written) are not trusted.
+      writeFileSync(`${cache.pathOf(key)}.partial`, new Uint8Array([1, 2, 3, 9]));
+      expect((await cache.getPartial(key))?.size).toBe(3);
+      expect(readFileSync(`${cache.pathOf(key)}.partial`)).toEqual(Buffer.from([1, 2, 3]));
+      // Fewer bytes than recorded: not safe to resume.
+      writeFileSync(`${cache.pathOf(key)}.partial`, new Uint8Array([1, 2]));
       expect(await cache.getPartial(key)).toBeNull();
       expect(existsSync(`${cache.pathOf(key)}.partial`)).toBe(false);
-      await cache.put(key, new Uint8Array(10), { url: key, size: 10 });
-      expect((await cache.get(key))?.byteLength).toBe(10);
+
+      const whole = await cache.write(key, { url: key, total: 10 }, 0);
+      await whole.append(new Uint8Array(10).fill(7));
+      expect(await cache.get(key)).toBeNull(); // not complete until committed
+      await whole.commit({ url: key, size: 10 });
+      expect(existsSync(`${cache.pathOf(key)}.partial`)).toBe(false);
+      const got = (await cache.get(key))!;
+      expect(got.size).toBe(10);
+      expect(await got.read(8, 2)).toEqual(new Uint8Array([7, 7]));
       await cache.delete(key);
       expect(await cache.get(key)).toBeNull();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('idbDownloadCache upgrade', () => {
+  it('version 1 entries (whole Uint8Arrays) are read as one chunk after the upgrade to version 2', async () => {
+    const name = `${HUB_CACHE_DB}-${freshName()}`;
+    const v1 = await openDB(name, 1, {
+      upgrade(d) {
+        d.createObjectStore('files');
+        d.createObjectStore('partials');
+      },
+    });
+    const whole = new Uint8Array(5000).map((_, i) => i % 251);
+    await v1.put('files', { bytes: whole, meta: { url: 'u', size: 5000 }, storedAt: 1 }, 'k');
+    await v1.put('partials', { bytes: whole.subarray(0, 1000).slice(), url: 'u2', etag: '"e"', total: 5000 }, 'p');
+    v1.close();
+
+    const cache = idbDownloadCache(name, { chunkBytes: 1024 });
+    const got = (await cache.get('k'))!;
+    expect(got.size).toBe(5000);
+    expect(bytesEqual(await readAll(got), whole)).toBe(true);
+    const partial = (await cache.getPartial('p'))!;
+    expect(partial).toMatchObject({ url: 'u2', etag: '"e"', total: 5000, size: 1000 });
+    // And the old partial resumes in new-style chunks.
+    const w = await cache.write('p', { url: 'u2', etag: '"e"', total: 5000 }, 1000);
+    await w.append(whole.subarray(1000));
+    await w.commit({ url: 'u2', size: 5000 });
+    expect(bytesEqual(await readAll((await cache.get('p'))!), whole)).toBe(true);
   });
 });

@@ -26,7 +26,7 @@ describe('schema', () => {
   it('a new database gets every store and index of the current version', async () => {
     const store = await freshStore();
     expect(store.db.version).toBe(DB_VERSION);
-    expect([...store.db.objectStoreNames].sort()).toEqual(['blobs', 'checkpoints', 'datasets', 'locks', 'models', 'runs']);
+    expect([...store.db.objectStoreNames].sort()).toEqual(['blobs', 'checkpoints', 'datasets', 'locks', 'modelChunks', 'models', 'runs']);
     const tx = store.db.transaction(['checkpoints', 'runs', 'models'], 'readonly');
     expect([...tx.objectStore('checkpoints').indexNames].sort()).toEqual(['by-run', 'by-run-step']);
     expect([...tx.objectStore('runs').indexNames]).toEqual(['by-updated']);
@@ -78,6 +78,25 @@ describe('schema', () => {
     store.close();
   });
 
+  it('upgrades version 2: model files stored whole stay readable, and downloads get a chunk store', async () => {
+    const name = freshName();
+    const v2 = await openStore({ name, version: 2, storage: null });
+    const key = 'https://hf.co/a/b/resolve/main/model.safetensors';
+    const bytes = new Uint8Array(3000).map((_, i) => i % 7);
+    // Written raw: today's putModelFile also touches the version-3 store.
+    const tx = v2.db.transaction(['models', 'blobs'], 'readwrite');
+    const rec = { key, source: key, file: 'model.safetensors', size: 3000, sha256: null, etag: null, complete: true, total: 3000, storedAt: 1, lastUsedAt: 1 };
+    await Promise.all([tx.objectStore('models').put(rec), tx.objectStore('blobs').put(bytes, `model/${key}`), tx.done]);
+    v2.close();
+    const store = await openStore({ name, storage: null });
+    expect([...store.db.objectStoreNames]).toContain('modelChunks');
+    const got = await getModelFile(store, key);
+    expect(got!.record).toMatchObject({ complete: true, size: 3000 });
+    expect(got!.record.chunks).toBeUndefined();
+    expect(Buffer.from(got!.bytes).equals(Buffer.from(bytes))).toBe(true);
+    store.close();
+  });
+
   it('a failing upgrade step leaves the database at its old version with its data', async () => {
     const name = freshName();
     // A version-1 checkpoint without meta: the 1 → 2 step throws on it.
@@ -85,7 +104,7 @@ describe('schema', () => {
     await writeV1(name, { checkpoints: [broken] });
     const err = await openStore({ name, storage: null }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StoreOpenError);
-    expect((err as Error).message).toMatch(/from version 1 to 2 .*reading 'version'.*nothing was changed/);
+    expect((err as Error).message).toMatch(new RegExp(`from version 1 to ${DB_VERSION} .*reading 'version'.*nothing was changed`));
     const raw = await openDB(name);
     expect(raw.version).toBe(1);
     expect([...raw.objectStoreNames]).not.toContain('blobs');
