@@ -243,6 +243,10 @@ export async function trainCmd(argv: string[]): Promise<void> {
       ? `stopped at step ${final.step}; saved to ${values.out} (resume with --resume ${values.out})`
       : `done: ${final.step} steps, ${final.tokens} tokens at ${final.tokensPerSec.toFixed(0)} tokens/s${final.evalLoss !== undefined ? `, validation loss ${final.evalLoss.toFixed(4)}` : ''}; peak GPU memory ${(peak.peakBytes / 2 ** 20).toFixed(2)} MiB; saved to ${values.out}`,
   );
+  if (final.kind !== 'stopped') {
+    const roles = Object.entries(peak.peakByRole).filter(([, b]) => b > 0);
+    log(`peak GPU memory by role (MiB): ${roles.map(([r, b]) => `${r} ${(b / 2 ** 20).toFixed(2)}`).join(', ')}`);
+  }
   trainer.release();
   model.release();
   ctx.destroy();
