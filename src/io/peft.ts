@@ -19,7 +19,7 @@ export class AdapterError extends Error {
 }
 
 /** The v0.10.0 LoRA key set (older PEFT refuses unknown keys), sorted, as PEFT writes it. */
-export function adapterConfigJson(c: ModelConfig, lora: LoraSettings, targets: string[], baseModel: string | null): string {
+export function adapterConfigJson(c: Pick<ModelConfig, 'architecture'>, lora: LoraSettings, targets: string[], baseModel: string | null): string {
   const cfg: Record<string, unknown> = {
     alpha_pattern: {},
     auto_mapping: null,

@@ -219,7 +219,8 @@ export async function importRunArchive(store: Store, source: ByteSource | Blob |
     name: (options.name ?? runJson.name).trim() || 'imported run',
     createdAt: now,
     updatedAt: now,
-    status: checkpoint ? 'paused' : 'stopped',
+    // A finished run (or an imported adapter) stays finished; anything else can be continued from its checkpoint.
+    status: runJson.status === 'done' ? 'done' : checkpoint ? 'paused' : 'stopped',
     config: runJson.config,
     baseModel: typeof runJson.baseModel === 'string' ? runJson.baseModel : null,
     datasetIds: arr(runJson.datasetIds).filter((d): d is string => typeof d === 'string'),

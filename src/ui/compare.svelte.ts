@@ -1,14 +1,23 @@
-// The Playground's second column: the same prompt and sampling settings, generated with the trained
-// LoRA adapter on (the first column is the base model), streamed the same way.
+// The Playground's second column: the same prompt and sampling settings, generated with a LoRA adapter
+// on (the first column is the base model), streamed the same way. The adapters to choose from are the
+// worker's list for the loaded model (this page's run, stored LoRA runs, imported PEFT adapters).
 import * as Comlink from 'comlink';
-import type { GenerationResult, ModelInfo, TokenDelta } from '../worker/api';
+import type { AdapterInfo, GenerationResult, ModelInfo, TokenDelta } from '../worker/api';
 import { friendlyError, type FriendlyError } from './errors';
 import { DEFAULT_SETTINGS, type PlaygroundState, type SamplingSettings } from './playground.svelte';
 import { workerApi } from './worker-client';
 
 export class AdapterOutput {
-  /** Generate the adapter's answer after the base model's. */
-  enabled = $state(true);
+  /** The adapters the loaded model can generate with (the worker's list; replaced whole). */
+  choices = $state.raw<AdapterInfo[]>([]);
+  /**
+   * The person's choice: an adapter id, '' for the base model only; null until they choose (then this
+   * page's run's adapter is compared when there is one, else nothing).
+   */
+  picked = $state<string | null>(null);
+  importing = $state(false);
+  importError = $state.raw<FriendlyError | null>(null);
+  private listing = 0;
   output = $state('');
   shownPrompt = $state('');
   tokens = $state(0);
@@ -24,7 +33,37 @@ export class AdapterOutput {
     this.error = null;
   }
 
-  async generate(pg: PlaygroundState, info: ModelInfo): Promise<void> {
+  /** Ask the worker for the adapters again (a run ended, a checkpoint landed, a run was renamed or deleted, another model). */
+  async refresh(): Promise<void> {
+    const n = ++this.listing;
+    try {
+      const list = await workerApi().listAdapters();
+      if (n === this.listing) this.choices = list;
+    } catch {
+      // No store (private mode) or a model loading: the list stays as it was.
+    }
+  }
+
+  /** Import a PEFT adapter (the two files, picked together) for the loaded model, and choose it. */
+  async importFiles(files: File[]): Promise<AdapterInfo | null> {
+    if (this.importing || files.length === 0) return null;
+    this.importing = true;
+    this.importError = null;
+    try {
+      const got = await workerApi().importAdapter(files);
+      await this.refresh();
+      this.picked = got.id;
+      return got;
+    } catch (e) {
+      this.importError = friendlyError(e);
+      return null;
+    } finally {
+      this.importing = false;
+    }
+  }
+
+  /** Generate with the adapter `adapterId` ('live': this page's run). */
+  async generate(pg: PlaygroundState, info: ModelInfo, adapterId: string): Promise<void> {
     if (this.generating) return;
     this.generating = true;
     this.clear();
@@ -40,7 +79,7 @@ export class AdapterOutput {
     try {
       this.result = await workerApi().generate(
         { text: pg.prompt, chat },
-        { ...s, adapter: true },
+        { ...s, adapter: adapterId },
         Comlink.proxy((d: TokenDelta) => {
           this.output += d.text;
           this.tokens = d.tokens;

@@ -64,6 +64,10 @@ const KNOWN: Record<string, { title: string; hint: string }> = {
   StoreCorruptError: { title: 'A stored checkpoint is damaged', hint: 'Delete it in the Storage panel; the run can start again from the beginning.' },
   StoreOpenError: { title: 'The browser’s storage cannot be used', hint: 'Private windows in some browsers turn it off: runs and downloaded models are not kept.' },
   ArchiveFormatError: { title: 'That is not a webtune run archive', hint: 'Pick a .webtune file exported from the Runs panel.' },
+  AdapterError: {
+    title: 'This adapter cannot be used with the loaded model',
+    hint: 'Pick adapter_config.json and adapter_model.safetensors of a LoRA adapter made for this model (load its base model first).',
+  },
   BusyError: { title: 'Busy', hint: 'Wait for the current task, or stop it.' },
   PromptError: { title: 'Cannot use this prompt', hint: '' },
   ContextLengthError: { title: 'Too long for the model', hint: 'Shorten the prompt or ask for fewer new tokens.' },

@@ -46,6 +46,8 @@ export interface RunView {
   message: string | null;
   /** false: the browser could not keep it (it lives in this page only). */
   stored: boolean;
+  /** A PEFT adapter imported from files (not trained here: nothing to resume, no configuration to use). */
+  imported: boolean;
 }
 
 function fromSummary(s: RunSummary): RunView | null {
@@ -72,14 +74,15 @@ function fromSummary(s: RunSummary): RunView | null {
     resumable: s.resumable,
     message: s.message,
     stored: true,
+    imported: !!s.config.imported,
   };
 }
 
-/** Recompute "changes from the previous run" over the list in order. */
+/** Recompute "changes from the previous run" over the list in order (imported adapters are no runs to compare with). */
 function withChanges(runs: RunView[]): RunView[] {
   return runs.map((r, i) => {
-    const prev = runs[i - 1];
-    if (!prev) return { ...r, changes: null };
+    const prev = runs.slice(0, i).findLast((p) => !p.imported);
+    if (r.imported || !prev) return { ...r, changes: null };
     const changes = diffConfigs(prev.config, r.config);
     if (prev.dataset !== r.dataset) changes.unshift(`data ${prev.dataset}→${r.dataset}`);
     return { ...r, changes };
@@ -140,6 +143,7 @@ export class RunsState {
       resumable: false,
       message: null,
       stored,
+      imported: false,
     };
     this.runs = withChanges(existing ? this.runs.map((r) => (r.id === id ? view : r)) : [...this.runs, view]);
   }
@@ -185,6 +189,24 @@ export class RunsState {
       a.click();
       a.remove();
       setTimeout(() => URL.revokeObjectURL(url), 30_000);
+    }, false);
+  }
+
+  /** Download a stored LoRA run's adapter (its latest checkpoint) as the two PEFT files. */
+  async exportPeft(id: string): Promise<void> {
+    await this.act(async () => {
+      const f = await workerApi().exportRunAdapter(id);
+      for (const file of f.files) {
+        const url = URL.createObjectURL(new Blob([file.bytes], { type: 'application/octet-stream' }));
+        const a = document.createElement('a');
+        a.href = url;
+        a.download = file.name;
+        a.rel = 'noopener';
+        document.body.append(a);
+        a.click();
+        a.remove();
+        setTimeout(() => URL.revokeObjectURL(url), 30_000);
+      }
     }, false);
   }
 

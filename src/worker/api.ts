@@ -125,8 +125,11 @@ export interface GenerationOptions {
   /** 1 = off. */
   repetitionPenalty?: number;
   seed?: number;
-  /** Generate with the adapter of the last training run (LoRA) instead of the base weights. Default false. */
-  adapter?: boolean;
+  /**
+   * Generate with a LoRA adapter on the base weights: an AdapterInfo id from listAdapters() ('live'
+   * is this page's current or last run), or true for 'live'. Default: the base weights only.
+   */
+  adapter?: boolean | string;
 }
 
 /** A streamed piece of output: `text` is new text since the previous delta (possibly several tokens). */
@@ -358,6 +361,11 @@ export interface StoredRunConfig {
   /** The training file's name, and the reference (forgetting) file's, when there was one. */
   dataset: { name: string; reference: string | null };
   autosave: AutosaveSettings;
+  /**
+   * Set when the run is a PEFT adapter imported from files, not trained here: its checkpoint holds the
+   * LoRA tensors only (nothing to resume), and `settings` carries the adapter's LoRA settings.
+   */
+  imported?: { files: string[]; importedAt: number };
 }
 
 export interface RunSummary {
@@ -383,6 +391,41 @@ export interface RunSummary {
   live: boolean;
   /** Unfinished, nobody trains it, and it can be continued (from its checkpoint, or from the start). */
   resumable: boolean;
+}
+
+// ── Adapters for the Playground ──────────────────────────────────────────────────────────────────
+
+/** A LoRA adapter the loaded model can generate with. */
+export interface AdapterInfo {
+  /** What generate({ adapter }) takes: 'live' for this page's current or last run, else the stored run's id. */
+  id: string;
+  /** The stored run it comes from (null: this page's run, which the browser could not keep). */
+  runId: string | null;
+  /** The run's name (as renamed). */
+  name: string;
+  /** Steps trained (the checkpoint's step; for 'live', the trainer's now); 0 for an imported adapter. */
+  step: number;
+  /** For the adapter selector: "run 2, step 40", "my adapter (imported)". */
+  label: string;
+  kind: 'trained' | 'imported';
+  r: number;
+  alpha: number;
+}
+
+export interface AdapterApi {
+  /**
+   * The LoRA adapters for the loaded model, oldest first: this page's current or last run ('live'),
+   * every stored LoRA run of this model with a checkpoint, and imported adapters. [] with no model.
+   */
+  listAdapters(): Promise<AdapterInfo[]>;
+  /**
+   * Import a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) for the loaded model:
+   * checked against the model (AdapterError naming the file and tensor when it does not fit), then
+   * kept in the browser as a run with status 'done' whose checkpoint holds the tensors.
+   */
+  importAdapter(files: File[], name?: string): Promise<AdapterInfo>;
+  /** A stored LoRA run's adapter (its latest checkpoint) as PEFT files. */
+  exportRunAdapter(runId: string): Promise<ExportedFiles>;
 }
 
 export interface StorageReport {
@@ -424,4 +467,4 @@ export interface TestHooks {
   __testFailNextSave(): Promise<void>;
 }
 
-export type WorkerApi = ModelApi & TrainApi & StoreApi & Partial<TestHooks>;
+export type WorkerApi = ModelApi & TrainApi & StoreApi & AdapterApi & Partial<TestHooks>;

@@ -50,9 +50,19 @@ export interface TrainingHooks {
   release(): void;
 }
 
+/** Stored and imported adapters (adapters.ts): uploaded on demand for generate({ adapter: id }). */
+export interface AdapterHooks {
+  /** The adapter with this id, on the GPU for the loaded model (AdapterError / RunNotFoundError when it cannot be). */
+  resolve(id: string, m: Loaded): Promise<AdapterSet>;
+  /** The model is going away: free the uploaded adapters. */
+  release(): void;
+}
+
 export class ModelEngine implements ModelApi {
   /** Set by the training side. */
   training: TrainingHooks | null = null;
+  /** Set by the adapter library. */
+  adapterLibrary: AdapterHooks | null = null;
   private context: Promise<GpuContext> | null = null;
   private recovering: Promise<Loaded> | null = null;
   private loaded: Loaded | null = null;
@@ -206,6 +216,19 @@ export class ModelEngine implements ModelApi {
     if (!m) throw new NoModelError();
     if (this.generating) throw new BusyError('already generating: stop it first');
     if (m.model.ctx.isLost && !this.training?.busyReason()) await this.recoverDevice();
+    // 'live' (or true): the current or last run's adapter, on the GPU already; another id: a stored
+    // or imported adapter, uploaded now unless it is cached.
+    const choice = options.adapter === true ? 'live' : options.adapter || null;
+    let adapters: AdapterSet | null = null;
+    if (choice === 'live') {
+      adapters = this.training?.adapters() ?? null;
+      if (!adapters) throw new PromptError('there is no trained adapter yet: train with LoRA first, or generate with the base model');
+    } else if (choice) {
+      if (!this.adapterLibrary) throw new PromptError(`there is no adapter "${choice}" here`);
+      adapters = await this.adapterLibrary.resolve(choice, m);
+      if (this.generating) throw new BusyError('already generating: stop it first');
+      if (this.loaded !== m) throw new BusyError('the model changed while the adapter was loading: generate again');
+    }
     const promptIds = this.promptIds(m, prompt);
     const c = m.ck.config;
     if (promptIds.length >= c.maxPositions) {
@@ -219,8 +242,7 @@ export class ModelEngine implements ModelApi {
       // Grow in steps so a slightly longer prompt does not reallocate the KV cache every time.
       m.session = new InferenceSession(m.model, Math.min(c.maxPositions, Math.max(capacity, 256)));
     }
-    m.session.adapters = options.adapter ? (this.training?.adapters() ?? null) : null;
-    if (options.adapter && !m.session.adapters) throw new PromptError('there is no trained adapter yet: train with LoRA first, or generate with the base model');
+    m.session.adapters = adapters;
     const stops = new Set(m.ck.generation.eosTokenIds);
     if (m.tokenizer?.eosTokenId != null) stops.add(m.tokenizer.eosTokenId);
     const streamer = m.tokenizer ? new TextStreamer((ids) => m.tokenizer!.decode(ids)) : null;
@@ -297,6 +319,7 @@ export class ModelEngine implements ModelApi {
   private unload(): void {
     if (!this.loaded) return;
     this.training?.release();
+    this.adapterLibrary?.release();
     this.loaded.session?.release();
     this.loaded.model.release();
     this.loaded = null;

@@ -18,7 +18,7 @@ import {
   type Example,
 } from '../tune/data';
 import { checkFit, trainingMemoryPlan, type TrainMemoryOptions } from '../tune/memory-plan';
-import type { MethodName } from '../tune/methods';
+import type { MethodName, MethodPlan } from '../tune/methods';
 import type { GpuContext } from '../gpu/context';
 import { getDataset, getRun, loadLatestCheckpoint, RunNotFoundError, type RunRecord, type Store } from '../store';
 import { Trainer, type TrainConfig, type TrainData, type TrainEvent, type TrainStateMeta } from '../tune/trainer';
@@ -129,6 +129,8 @@ const MAX_RECOVERIES = 3;
 interface FinishedRun {
   model: Loaded;
   trainer: Trainer;
+  /** Its stored run (null: the browser could not keep it). */
+  runId: string | null;
 }
 
 export class TrainingService implements TrainApi {
@@ -439,7 +441,7 @@ export class TrainingService implements TrainApi {
       }
       // Keep the trained tensors (the adapter or the changed weights); free gradients, moments, activations.
       trainer.engine.release();
-      this.last = { model: m, trainer };
+      this.last = { model: m, trainer, runId: slot.runId };
       phase(status);
       return { status, step: final.step, totalSteps: trainer.totalSteps, final, exportKind: trainer.plan.loraGroups.length ? 'peft' : 'checkpoint' };
     } catch (e) {
@@ -636,6 +638,13 @@ export class TrainingService implements TrainApi {
   private adapters(): AdapterSet | null {
     const t = this.run?.trainer ?? this.last?.trainer;
     return t && t.plan.loraGroups.length ? t.plan : null;
+  }
+
+  /** The current or last run's LoRA adapter, as the Playground's adapter list shows it; null when there is none. */
+  liveAdapter(): { runId: string | null; step: number; plan: MethodPlan; model: Loaded } | null {
+    const src = this.run?.trainer ? { model: this.run.model, trainer: this.run.trainer, runId: this.run.runId } : this.last;
+    if (!src || !src.trainer.plan.loraGroups.length) return null;
+    return { runId: src.runId, step: src.trainer.step, plan: src.trainer.plan, model: src.model };
   }
 
   private releaseLast(): void {

@@ -5,6 +5,7 @@ import { acquireBrowserContext } from '../gpu/browser';
 import { memoryDownloadCache } from '../io/hub';
 import { storeDownloadCache } from '../store';
 import type { ExportedFiles, TestHooks, WorkerApi } from './api';
+import { AdapterLibrary } from './adapters';
 import { ModelEngine } from './engine';
 import { Stores } from './persist';
 import { StoreService } from './storage';
@@ -23,6 +24,7 @@ const engine = new ModelEngine(() => acquireBrowserContext({ label: 'webtune-wor
 });
 const training = new TrainingService(engine, stores);
 const storage = new StoreService(stores, () => training.liveRunId);
+const adapters = new AdapterLibrary(engine, stores, training);
 
 /** Close a callback's message channel once its call is over (comlink proxies are not garbage-collected). */
 async function releasing<T>(callback: unknown, run: () => Promise<T>): Promise<T> {
@@ -63,6 +65,9 @@ const api: WorkerApi = {
   runHolder: (id) => storage.runHolder(id),
   storageReport: () => storage.storageReport(),
   freeStorage: (items) => storage.freeStorage(items),
+  listAdapters: () => adapters.listAdapters(),
+  importAdapter: (files, name) => adapters.importAdapter(files, name),
+  exportRunAdapter: (runId) => transferred(adapters.exportRunAdapter(runId)),
 };
 
 // The page names its worker "webtune test-hooks" when opened with ?test-hooks (e2e tests only).

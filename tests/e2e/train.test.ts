@@ -142,7 +142,10 @@ describe('training in headless Chromium (built site)', () => {
     await page.getByLabel('Prompt').fill('Which pet does Mia have?');
     await page.getByLabel('Max new tokens').fill('6');
     await page.getByLabel('Temperature').fill('0');
-    expect(await page.getByRole('checkbox', { name: /Compare with the trained adapter/ }).isChecked()).toBe(true);
+    // This run's adapter is what the Playground compares with the base, without being asked.
+    const adapterChoice = page.getByLabel('Adapter', { exact: true });
+    expect(await adapterChoice.inputValue()).toBe('live');
+    expect(await adapterChoice.locator('option:checked').textContent()).toMatch(/^run 1, step \d+$/);
     await page.getByRole('button', { name: 'Generate' }).click();
     await expect.poll(() => page.getByTestId('gen-stats-adapter').textContent(), { timeout: 120_000 }).toMatch(/\d+ tokens/);
     const base = await page.getByTestId('generated').textContent();

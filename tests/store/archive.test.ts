@@ -66,6 +66,14 @@ describe('archive', () => {
     expect(Object.keys(imported.adapter!).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
   });
 
+  it('a finished run (or an imported adapter, status done) stays finished after the round trip', async () => {
+    const { store, run } = await runWithCheckpoint();
+    await updateRun(store, run.id, { status: 'done' });
+    const imported = await importRunArchive(await freshStore(), (await exportRunArchive(store, run.id)).blob);
+    expect(imported.run.status).toBe('done');
+    expect(imported.checkpoint).toMatchObject({ step: 200 });
+  });
+
   it('refuses files that are not webtune archives, damaged ones, and newer versions', async () => {
     const store = await freshStore();
     const notOurs = writeSafetensors([{ name: 'w', dtype: 'F32', shape: [1], data: new Uint8Array(4) }], { format: 'pt' });
