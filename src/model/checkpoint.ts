@@ -120,18 +120,7 @@ export async function openCheckpoint(files: ModelFiles): Promise<Checkpoint> {
 
   const tokenizerJson = await readTextIfPresent(files, 'tokenizer.json');
   const tokenizerConfigJson = await readTextIfPresent(files, 'tokenizer_config.json');
-  const genText = await readTextIfPresent(files, 'generation_config.json');
-  const gen = genText ? (JSON.parse(genText) as Record<string, unknown>) : {};
-  const eos = gen.eos_token_id ?? null;
-  const generation: GenerationDefaults = {
-    eosTokenIds: typeof eos === 'number' ? [eos] : Array.isArray(eos) ? (eos as number[]) : config.eosTokenIds,
-    bosTokenId: typeof gen.bos_token_id === 'number' ? gen.bos_token_id : config.bosTokenId,
-    temperature: typeof gen.temperature === 'number' ? gen.temperature : undefined,
-    topK: typeof gen.top_k === 'number' ? gen.top_k : undefined,
-    topP: typeof gen.top_p === 'number' ? gen.top_p : undefined,
-    repetitionPenalty: typeof gen.repetition_penalty === 'number' ? gen.repetition_penalty : undefined,
-    maxNewTokens: typeof gen.max_new_tokens === 'number' ? gen.max_new_tokens : undefined,
-  };
+  const generation = await readGenerationDefaults(files, config);
 
   const locate = (name: string): { file: SafetensorsFile; info: TensorInfo } => {
     const t = tensors.get(name);
@@ -157,5 +146,26 @@ export async function openCheckpoint(files: ModelFiles): Promise<Checkpoint> {
         throw new CheckpointError(`${file.source.name}: tensor "${name}": ${(e as Error).message}`);
       }
     },
+  };
+}
+
+/** generation_config.json's defaults (eos/bos ids, sampling settings), falling back to config.json's ids. */
+export async function readGenerationDefaults(files: ModelFiles, config: ModelConfig): Promise<GenerationDefaults> {
+  const genText = await readTextIfPresent(files, 'generation_config.json');
+  let gen: Record<string, unknown> = {};
+  try {
+    if (genText) gen = JSON.parse(genText) as Record<string, unknown>;
+  } catch (e) {
+    throw new CheckpointError(`${files.name}: generation_config.json is not valid JSON (${(e as Error).message})`);
+  }
+  const eos = gen.eos_token_id ?? null;
+  return {
+    eosTokenIds: typeof eos === 'number' ? [eos] : Array.isArray(eos) ? (eos as number[]) : config.eosTokenIds,
+    bosTokenId: typeof gen.bos_token_id === 'number' ? gen.bos_token_id : config.bosTokenId,
+    temperature: typeof gen.temperature === 'number' ? gen.temperature : undefined,
+    topK: typeof gen.top_k === 'number' ? gen.top_k : undefined,
+    topP: typeof gen.top_p === 'number' ? gen.top_p : undefined,
+    repetitionPenalty: typeof gen.repetition_penalty === 'number' ? gen.repetition_penalty : undefined,
+    maxNewTokens: typeof gen.max_new_tokens === 'number' ? gen.max_new_tokens : undefined,
   };
 }

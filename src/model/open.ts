@@ -1,8 +1,8 @@
 // Open whatever weights a model folder holds: a regular Hugging Face checkpoint (F32/F16/BF16) or a
 // pre-quantized transformers + bitsandbytes 4-bit one (NF4 packed codes, loaded without dequantizing).
-import { isBnb4bitConfig, openBnbCheckpoint } from '../io/bnb';
+import { isBnb4bitConfig, openBnbCheckpoint, type BnbCheckpoint } from '../io/bnb';
 import { readText, readTextIfPresent, type ModelFiles } from '../io/files';
-import { openCheckpoint } from './checkpoint';
+import { openCheckpoint, readGenerationDefaults, type Checkpoint } from './checkpoint';
 import type { ModelConfig } from './config';
 import type { WeightSource } from './gpu-model';
 
@@ -27,8 +27,7 @@ export async function openModel(files: ModelFiles): Promise<OpenedModel> {
   }
   if (raw && isBnb4bitConfig(raw)) {
     const bnb = await openBnbCheckpoint(files);
-    const gen = await readTextIfPresent(files, 'generation_config.json');
-    const eos = gen ? (JSON.parse(gen) as { eos_token_id?: number | number[] }).eos_token_id : undefined;
+    const generation = await readGenerationDefaults(files, bnb.config);
     return {
       weights: bnb,
       config: bnb.config,
@@ -36,7 +35,7 @@ export async function openModel(files: ModelFiles): Promise<OpenedModel> {
       files,
       tokenizerJson: await readTextIfPresent(files, 'tokenizer.json'),
       tokenizerConfigJson: await readTextIfPresent(files, 'tokenizer_config.json'),
-      eosTokenIds: typeof eos === 'number' ? [eos] : Array.isArray(eos) ? eos : bnb.config.eosTokenIds,
+      eosTokenIds: generation.eosTokenIds,
       prequantized: true,
     };
   }
@@ -51,4 +50,28 @@ export async function openModel(files: ModelFiles): Promise<OpenedModel> {
     eosTokenIds: ck.generation.eosTokenIds,
     prequantized: false,
   };
+}
+
+/**
+ * A model folder as the app holds it: the Checkpoint view the rest of the page reads (config,
+ * tokenizer, generation defaults, unquantized tensors) and the weights to upload. For a pre-quantized
+ * bitsandbytes folder the view's tensors are the stored ones (the linear layers' packed NF4 data is
+ * read only by GpuModel.load, never dequantized on the CPU).
+ */
+export async function openForApp(files: ModelFiles): Promise<{ ck: Checkpoint; weights: WeightSource; prequantized: boolean }> {
+  const m = await openModel(files);
+  if (!m.prequantized) return { ck: m.weights as Checkpoint, weights: m.weights, prequantized: false };
+  const bnb = m.weights as BnbCheckpoint;
+  const ck: Checkpoint = {
+    files,
+    config: bnb.config,
+    rawConfig: bnb.rawConfig,
+    generation: await readGenerationDefaults(files, bnb.config),
+    tokenizerJson: m.tokenizerJson,
+    tokenizerConfigJson: m.tokenizerConfigJson,
+    tensors: bnb.tensors,
+    readF32: (name) => bnb.readF32(name),
+    dtypeOf: (name) => bnb.dtypeOf(name),
+  };
+  return { ck, weights: bnb, prequantized: true };
 }

@@ -1,10 +1,11 @@
 // The engine behind the worker API: owns the GPU context, the loaded model, its tokenizer and the
 // KV-cache session. Independent of comlink (worker.ts exposes it), so it could run in-thread too.
 import type { GpuContext } from '../gpu/context';
-import { openCheckpoint, type Checkpoint } from '../model/checkpoint';
+import type { Checkpoint } from '../model/checkpoint';
+import { openForApp } from '../model/open';
 import { parameterCount } from '../model/config';
 import { generate, TextStreamer } from '../model/generate';
-import { GpuModel, type WeightDType } from '../model/gpu-model';
+import { GpuModel, type WeightDType, type WeightSource } from '../model/gpu-model';
 import { InferenceSession } from '../model/inference';
 import { inferencePlan } from '../model/memory';
 import { TextTokenizer } from '../model/tokenizer';
@@ -34,6 +35,10 @@ export interface Loaded {
   /** Where it came from, as a stored run remembers it (to load it again on resume). */
   source: StoredModelSource;
   ck: Checkpoint;
+  /** What GpuModel.load uploads: `ck` itself, or a pre-quantized bitsandbytes checkpoint. */
+  weights: WeightSource;
+  /** A transformers + bitsandbytes 4-bit folder: the base is NF4 only (LoRA / QLoRA train on it). */
+  prequantized: boolean;
   model: GpuModel;
   tokenizer: TextTokenizer | null;
   info: ModelInfo;
@@ -113,7 +118,7 @@ export class ModelEngine implements ModelApi {
         // idem
       }
       const ctx = await this.gpu();
-      m.model = await GpuModel.load(ctx, m.ck, undefined, { weightDType: m.model.weightDType });
+      m.model = await GpuModel.load(ctx, m.weights, undefined, { weightDType: m.model.weightDType });
       return m;
     })().finally(() => (this.recovering = null));
     return this.recovering;
@@ -128,14 +133,15 @@ export class ModelEngine implements ModelApi {
   async setWeightResidency(dtype: WeightDType, onProgress?: (p: { tensor: string; done: number; total: number }) => void): Promise<Loaded> {
     const m = this.loaded;
     if (!m) throw new NoModelError();
-    if (m.model.weightDType === dtype) return m;
+    // A pre-quantized folder has no full-precision weights to go back to.
+    if (m.model.weightDType === dtype || m.prequantized) return m;
     await this.stopGeneration();
     await this.generating?.done.catch(() => {});
     m.session?.release();
     m.session = null;
     const ctx = m.model.ctx;
     m.model.release();
-    m.model = await GpuModel.load(ctx, m.ck, onProgress, { weightDType: dtype });
+    m.model = await GpuModel.load(ctx, m.weights, onProgress, { weightDType: dtype });
     return m;
   }
 
@@ -185,19 +191,20 @@ export class ModelEngine implements ModelApi {
       });
       progress.flush();
       progress.push({ phase: 'reading', detail: 'reading config.json, safetensors headers and the tokenizer' });
-      const ck = await openCheckpoint(resolved.files);
+      const { ck, weights, prequantized } = await openForApp(resolved.files);
       const tokenizer = ck.tokenizerJson ? TextTokenizer.fromText(ck.tokenizerJson, ck.tokenizerConfigJson) : null;
       const notes = [...resolved.notes];
+      if (prequantized) notes.push('a pre-quantized bitsandbytes 4-bit checkpoint: the base stays in NF4 on the GPU (never dequantized on the CPU); LoRA and QLoRA can train it, full fine-tuning cannot');
       if (!tokenizer && !notes.some((n) => n.includes('tokenizer'))) notes.push('no tokenizer.json: prompts must be given as token ids');
       if (tokenizer && tokenizer.vocabSize > ck.config.vocabSize) {
         notes.push(`the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${ck.config.vocabSize}: some text cannot be encoded`);
       }
       progress.push({ phase: 'reading', detail: 'acquiring the GPU' });
       const ctx = await this.gpu();
-      const model = await GpuModel.load(ctx, ck, (p) => progress.push({ phase: 'uploading', tensor: p.tensor, done: p.done, total: p.total, bytes: p.bytes }));
+      const model = await GpuModel.load(ctx, weights, (p) => progress.push({ phase: 'uploading', tensor: p.tensor, done: p.done, total: p.total, bytes: p.bytes }));
       progress.flush();
       const info = describe(ck, tokenizer, ctx, resolved, source.kind, notes, performance.now() - t0);
-      this.loaded = { source: storedSource(source, resolved.name), ck, model, tokenizer, info, session: null };
+      this.loaded = { source: storedSource(source, resolved.name), ck, weights, prequantized, model, tokenizer, info, session: null };
       progress.push({ phase: 'ready' });
       return info;
     } finally {

@@ -617,7 +617,7 @@ export class TrainingService implements TrainApi {
    * quantized base the adapter was trained on. Every other method wants the f32 weights back.
    */
   private async residency(m: Loaded, method: MethodName, phase: RunControl['phase'], post: (msg: TrainMessage) => void): Promise<void> {
-    const want = method === 'qlora' ? 'nf4' : 'f32';
+    const want = method === 'qlora' || m.prequantized ? 'nf4' : 'f32';
     const had = m.model.weightDType;
     if (had === want) return;
     const before = m.model.ctx.memory.report().liveByRole.weights;
@@ -750,6 +750,9 @@ function checkSettings(s: TrainSettings, m: Loaded): void {
   real('Epsilon', s.eps, 0, 1);
   real('Max grad norm', s.maxGradNorm, 0, 1e9);
   if (s.method === 'partial') int('Trainable layers', s.trainableLayers, 1, m.ck.config.numLayers);
+  if (m.prequantized && s.method !== 'lora' && s.method !== 'qlora') {
+    bad('Method', `${s.method} cannot train ${m.info.name}: it is a pre-quantized 4-bit (bitsandbytes) checkpoint, whose base weights exist only in NF4; use LoRA or QLoRA`);
+  }
 }
 
 export function toTrainConfig(s: TrainSettings, m: Loaded): TrainConfig {
