@@ -5,6 +5,7 @@
 // store (refresh()). Rename, delete, export and import go through the worker.
 import type { AutosaveSettings, RunSummary } from '../worker/api';
 import { friendlyError, type FriendlyError } from './errors';
+import { downloadBlob } from './download';
 import { diffConfigs, type RunConfig } from './run-config';
 import { workerApi } from './worker-client';
 
@@ -180,15 +181,7 @@ export class RunsState {
   async exportArchive(id: string): Promise<void> {
     await this.act(async () => {
       const { blob, fileName } = await workerApi().exportRun(id);
-      const url = URL.createObjectURL(blob);
-      const a = document.createElement('a');
-      a.href = url;
-      a.download = fileName;
-      a.rel = 'noopener';
-      document.body.append(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 30_000);
+      downloadBlob(blob, fileName);
     }, false);
   }
 
@@ -196,17 +189,7 @@ export class RunsState {
   async exportPeft(id: string): Promise<void> {
     await this.act(async () => {
       const f = await workerApi().exportRunAdapter(id);
-      for (const file of f.files) {
-        const url = URL.createObjectURL(new Blob([file.bytes], { type: 'application/octet-stream' }));
-        const a = document.createElement('a');
-        a.href = url;
-        a.download = file.name;
-        a.rel = 'noopener';
-        document.body.append(a);
-        a.click();
-        a.remove();
-        setTimeout(() => URL.revokeObjectURL(url), 30_000);
-      }
+      for (const file of f.files) downloadBlob(new Blob([file.bytes], { type: 'application/octet-stream' }), file.name);
     }, false);
   }
 

@@ -4,6 +4,7 @@
 // this class only starts / pauses / stops it and gathers what streams back.
 import * as Comlink from 'comlink';
 import type { AutosaveSettings, CheckpointReason, ExportedFiles, TrainEvent, TrainMessage, TrainPhase, TrainResult } from '../worker/api';
+import { download, type DownloadFile } from './download';
 import { friendlyError, type FriendlyError } from './errors';
 import { usesLora, type RunConfig } from './run-config';
 import { RunsState, type Curve, type RunView } from './runs.svelte';
@@ -19,12 +20,6 @@ export interface Sample {
   step: number;
   prompt: string;
   text: string;
-}
-
-export interface DownloadFile {
-  name: string;
-  size: number;
-  url: string;
 }
 
 /** Titles and next steps for the training errors (src/ui/errors.ts knows the model-loading ones). */
@@ -353,15 +348,4 @@ function addPoints(c: Curves, e: TrainEvent): void {
     c.referenceLoss.x.push(e.step);
     c.referenceLoss.y.push(e.referenceLoss);
   }
-}
-
-/** Hand a file to the browser's downloads (an <a download> click, as a person's would be). */
-export function download(file: DownloadFile): void {
-  const a = document.createElement('a');
-  a.href = file.url;
-  a.download = file.name;
-  a.rel = 'noopener';
-  document.body.append(a);
-  a.click();
-  a.remove();
 }
