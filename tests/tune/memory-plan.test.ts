@@ -9,7 +9,8 @@ import type { GpuContext } from '../../src/gpu';
 import type { Role } from '../../src/gpu/tensor';
 import { memoryFiles } from '../../src/io/files';
 import { openCheckpoint } from '../../src/model/checkpoint';
-import { parseConfig } from '../../src/model/config';
+import { parameterCount, parseConfig } from '../../src/model/config';
+import { linears, modelLayout } from '../../src/model/layout';
 import { GpuModel } from '../../src/model/gpu-model';
 import { TrainingEngine, shiftTargets, type MicroBatch } from '../../src/tune/engine';
 import { checkFit, QLORA_BITS_PER_PARAM, trainingMemoryPlan, type TrainMemoryOptions } from '../../src/tune/memory-plan';
@@ -135,5 +136,30 @@ describe('training memory plan vs the accountant', () => {
     const p = trainingMemoryPlan(parseConfig(tinyConfigJson('llama')), { method: 'bitfit', batchSize: 1, seqLen: 8 });
     expect(p.invalid).toMatch(/BitFit/);
     expect(checkFit(p, { maxBufferSize: 2 ** 30, maxStorageBufferBindingSize: 2 ** 30 }).fits).toBe(false);
+  });
+});
+
+describe('checkpoint size of a 135M-parameter LoRA (SmolLM2-135M config.json)', () => {
+  // The shapes of HuggingFaceTB/SmolLM2-135M: 30 layers, hidden 576, 9 heads / 3 KV heads of 64, MLP 1536.
+  const smol = parseConfig({
+    architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 576, intermediate_size: 1536, num_hidden_layers: 30,
+    num_attention_heads: 9, num_key_value_heads: 3, vocab_size: 49152, max_position_embeddings: 8192, rms_norm_eps: 1e-5,
+    rope_theta: 100000, tie_word_embeddings: true, hidden_act: 'silu',
+  });
+  // A checkpoint holds each trainable tensor and its two AdamW moments, all f32 (src/tune/trainer.ts snapshot).
+  const fromShapes = (targets: string[]): number =>
+    modelLayout(smol).blocks.flatMap(linears).filter((l) => targets.includes(l.short)).reduce((s, l) => s + 8 * (l.in + l.out), 0);
+
+  it('q_proj,v_proj r=8: 460,800 parameters → 5,529,600 bytes; all-linear r=8: 2,442,240 → 29,306,880 bytes', () => {
+    expect(parameterCount(smol)).toBe(134_515_008);
+    for (const [targets, short, params] of [
+      [['q_proj', 'v_proj'], ['q_proj', 'v_proj'], 460_800],
+      [['all-linear'], ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], 2_442_240],
+    ] as const) {
+      const plan = trainingMemoryPlan(smol, { method: 'lora', lora: { r: 8, dropout: 0, targets: [...targets] }, trainableLayers: 1, batchSize: 1, seqLen: 256, gradAccum: 1 });
+      expect(plan.trainableParameters).toBe(params);
+      expect(fromShapes([...short])).toBe(params);
+      expect(plan.trainableWeightBytes + plan.optimizerBytes).toBe(params * 12);
+    }
   });
 });
