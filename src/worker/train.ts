@@ -710,9 +710,11 @@ function memoryOptions(s: TrainSettings, method: TrainMemoryOptions['method']): 
 export function estimate(m: Loaded, s: TrainSettings): MemoryEstimate {
   const c = m.ck.config;
   const limits = { maxBufferSize: m.model.ctx.limits.maxBufferSize, maxStorageBufferBindingSize: m.model.ctx.limits.maxStorageBufferBindingSize };
-  const chosen = trainingMemoryPlan(c, memoryOptions(s, s.method));
+  // A pre-quantized folder's base is NF4 whichever adapter method trains it.
+  const held = (method: TrainSettings['method']): TrainSettings['method'] => (m.prequantized && method === 'lora' ? 'qlora' : method);
+  const chosen = trainingMemoryPlan(c, memoryOptions(s, held(s.method)));
   const full = trainingMemoryPlan(c, memoryOptions(s, 'full'));
-  const lora = trainingMemoryPlan(c, memoryOptions(s, 'lora'));
+  const lora = trainingMemoryPlan(c, memoryOptions(s, held('lora')));
   const qlora = trainingMemoryPlan(c, memoryOptions(s, 'qlora'));
   return {
     chosen,
