@@ -76,16 +76,20 @@ export class AdapterOutput {
         return [k, typeof v === 'number' && Number.isFinite(v) ? v : d];
       }),
     ) as unknown as SamplingSettings;
+    let finished = false;
     try {
       this.result = await workerApi().generate(
         { text: pg.prompt, chat },
         { ...s, adapter: adapterId },
         Comlink.proxy((d: TokenDelta) => {
+          // Deltas come through their own port: one may arrive after the result, and is already in it.
+          if (finished) return;
           this.output += d.text;
           this.tokens = d.tokens;
         }),
       );
-      if (info.hasTokenizer) this.output = this.result.text;
+      finished = true;
+      this.output = info.hasTokenizer ? this.result.text : this.result.ids.join(' ');
       this.tokens = this.result.ids.length;
     } catch (e) {
       this.error = friendlyError(e);

@@ -69,6 +69,7 @@ export class PlaygroundState {
         return [k, typeof v === 'number' && Number.isFinite(v) ? v : d];
       }),
     ) as unknown as SamplingSettings;
+    let finished = false;
     try {
       this.result = await workerApi().generate(
         { text: this.prompt, chat },
@@ -81,12 +82,15 @@ export class PlaygroundState {
           seed: s.seed,
         },
         Comlink.proxy((d: TokenDelta) => {
+          // Deltas come through their own port: one may arrive after the result, and is already in it.
+          if (finished) return;
           this.output += d.text;
           this.tokens = d.tokens;
         }),
       );
+      finished = true;
       // The final text is authoritative (a delta held back for an incomplete character, etc.).
-      if (info.hasTokenizer) this.output = this.result.text;
+      this.output = info.hasTokenizer ? this.result.text : this.result.ids.join(' ');
       this.tokens = this.result.ids.length;
     } catch (e) {
       this.error = friendlyError(e);

@@ -6,10 +6,10 @@
 // there, and still answers the same. A PEFT file that is not LoRA is refused, naming the field. No
 // network after the model and data are loaded; no page errors.
 import { readFileSync } from 'node:fs';
-import type { Browser, Download, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Download, Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
 import { loadDemo, openApp, reload, runRow, setUpRun, waitDone } from './flows';
-import { launchBrowser, serveBuild } from './harness';
+import { useBuiltSite } from './harness';
 
 /** The JSON header of a safetensors file: u64 little-endian length, then that many bytes of JSON. */
 function safetensorsHeader(bytes: Buffer): Record<string, { dtype: string; shape: number[] }> {
@@ -42,22 +42,12 @@ async function prompt(page: Page): Promise<void> {
 }
 
 describe('adapters side by side (built site, headless Chromium)', () => {
-  let browser: Browser;
-  let site: { url: string; close: () => Promise<void> };
-
-  beforeAll(async () => {
-    site = await serveBuild();
-    browser = await launchBrowser();
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await site?.close();
-  });
+  const env = useBuiltSite();
 
   it('two runs → two adapters to compare; one exported as PEFT files, imported back, kept after a reload', { timeout: 240_000 }, async () => {
     const t0 = Date.now();
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
-    const { page, errors } = await openApp(context, site.url);
+    const context = await env.browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
+    const { page, errors } = await openApp(context, env.url);
     const requests: string[] = [];
     page.on('request', (r) => requests.push(r.url()));
     await loadDemo(page);

@@ -4,6 +4,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
+import { afterAll, beforeAll } from 'vitest';
 import { createServer, preview, type PreviewServer, type ViteDevServer } from 'vite';
 
 export const root = join(import.meta.dirname, '..', '..');
@@ -61,4 +62,33 @@ export async function serveDev(): Promise<{ url: string; close: () => Promise<vo
   const url = server.resolvedUrls?.local[0];
   if (!url) throw new Error('vite dev server did not report a URL');
   return { url, close: () => server.close() };
+}
+
+/**
+ * For one test file: the production build served and a browser with WebGPU launched before its tests,
+ * both closed after them. Read `url` and `browser` inside the tests (they exist from beforeAll on).
+ */
+export function useBuiltSite(): { readonly url: string; readonly browser: Browser } {
+  let site: { url: string; close: () => Promise<void> } | null = null;
+  let browser: Browser | null = null;
+  beforeAll(async () => {
+    site = await serveBuild();
+    browser = await launchBrowser();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await site?.close();
+  });
+  const ready = <T>(v: T | null, what: string): T => {
+    if (v === null) throw new Error(`useBuiltSite: the ${what} exists only inside tests (after beforeAll)`);
+    return v;
+  };
+  return {
+    get url() {
+      return ready(site, 'site').url;
+    },
+    get browser() {
+      return ready(browser, 'browser');
+    },
+  };
 }

@@ -8,9 +8,9 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { tinyCheckpointFiles, tinyConfigJson } from '../helpers/tiny-models';
-import { launchBrowser, root, serveBuild } from './harness';
+import { root, useBuiltSite } from './harness';
 
 const SHOTS = process.env.WEBTUNE_SCREENSHOTS ?? join(root, '.test-results', 'screenshots');
 
@@ -90,20 +90,10 @@ const statsTokens = async (page: Page): Promise<number> => {
 };
 
 describe('model panel and playground in headless Chromium (built site)', () => {
-  let browser: Browser;
-  let site: { url: string; close: () => Promise<void> };
-
-  beforeAll(async () => {
-    site = await serveBuild();
-    browser = await launchBrowser();
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await site?.close();
-  });
+  const env = useBuiltSite();
 
   it('loads the demo model with one click and generates text', async () => {
-    const { page, errors } = await openApp(browser, site.url);
+    const { page, errors } = await openApp(env.browser, env.url);
     await page.getByRole('button', { name: 'Load demo model' }).click();
     await expect.poll(() => page.getByTestId('model-architecture').textContent(), { timeout: 120_000 }).toBe('LlamaForCausalLM');
     const info = (await page.getByTestId('model-info').textContent()) ?? '';
@@ -149,7 +139,7 @@ describe('model panel and playground in headless Chromium (built site)', () => {
       'tokenizer_config.json': readFileSync(join(demo, 'tokenizer_config.json'), 'utf8'),
     };
     const hub = await serveHub({ 'test-org/tiny-llama': files });
-    const { page, errors } = await openApp(browser, `${site.url}?hub=${encodeURIComponent(hub.endpoint)}`);
+    const { page, errors } = await openApp(env.browser, `${env.url}?hub=${encodeURIComponent(hub.endpoint)}`);
     try {
       await page.getByLabel('Hub id or URL').fill('test-org/tiny-llama');
       await page.getByRole('button', { name: 'Download and load' }).click();
@@ -197,7 +187,7 @@ describe('model panel and playground in headless Chromium (built site)', () => {
       mkdirSync(folder);
       writeFileSync(join(folder, 'config.json'), JSON.stringify({ architectures: ['MambaForCausalLM'], model_type: 'mamba', hidden_size: 768 }));
       writeFileSync(join(folder, 'model.safetensors'), new Uint8Array(16));
-      const { page, errors } = await openApp(browser, site.url);
+      const { page, errors } = await openApp(env.browser, env.url);
       await page.getByLabel('Model folder').setInputFiles(folder);
       const alert = page.getByTestId('load-error');
       await alert.waitFor({ timeout: 60_000 });
@@ -230,7 +220,7 @@ describe('model panel and playground in headless Chromium (built site)', () => {
   });
 
   it('stays responsive while generating, and Stop stops', async () => {
-    const { page, errors } = await openApp(browser, site.url);
+    const { page, errors } = await openApp(env.browser, env.url);
     await page.getByRole('button', { name: 'Load demo model' }).click();
     await expect.poll(() => page.getByTestId('model-architecture').textContent(), { timeout: 120_000 }).toBe('LlamaForCausalLM');
     await page.getByLabel('Prompt').fill('Once upon a time');

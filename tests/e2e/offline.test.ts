@@ -2,21 +2,11 @@
 // (service worker, public/sw.js), under a strict Content-Security-Policy.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser } from 'playwright-core';
-import { launchBrowser, root, serveBuild } from './harness';
+import { describe, expect, it } from 'vitest';
+import { root, useBuiltSite } from './harness';
 
 describe('offline and CSP (built site, headless Chromium)', () => {
-  let browser: Browser;
-  let site: { url: string; close: () => Promise<void> };
-  beforeAll(async () => {
-    site = await serveBuild();
-    browser = await launchBrowser();
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await site?.close();
-  });
+  const env = useBuiltSite();
 
   it('index.html has a strict CSP and no inline script', () => {
     const html = readFileSync(join(root, 'dist', 'index.html'), 'utf8');
@@ -31,11 +21,11 @@ describe('offline and CSP (built site, headless Chromium)', () => {
   });
 
   it('after one online visit that loads the demo model, the page, the model and generation work offline', async () => {
-    const context = await browser.newContext();
+    const context = await env.browser.newContext();
     const page = await context.newPage();
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(site.url);
+    await page.goto(env.url);
     await page.evaluate(() => navigator.serviceWorker.ready.then(() => undefined));
     await page.reload(); // now controlled by the service worker
     await page.getByRole('button', { name: 'Load demo model' }).click();

@@ -11,10 +11,10 @@
 // Also measured here: the demo run's checkpoint size and save time (read-back + one transaction).
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { checkpointNumbers, checkpointStep, currentStep, loadDemo, openApp, phase, reload, runLosses, runRow, setUpRun, waitDone } from './flows';
-import { launchBrowser, root, serveBuild } from './harness';
+import { root, useBuiltSite } from './harness';
 
 const SHOTS = process.env.WEBTUNE_SCREENSHOTS ?? join(root, '.test-results', 'screenshots');
 const shot = (page: Page, name: string) => page.screenshot({ path: join(SHOTS, name), fullPage: true });
@@ -35,24 +35,17 @@ async function pauseAfter(page: Page, steps: number): Promise<void> {
 }
 
 describe('runs survive reloads, lost GPUs and full disks (built site, headless Chromium)', () => {
-  let browser: Browser;
-  let site: { url: string; close: () => Promise<void> };
+  const env = useBuiltSite();
   /** The uninterrupted run's losses, step 1…STEPS. */
   let baseline: number[] = [];
 
-  beforeAll(async () => {
+  beforeAll(() => {
     mkdirSync(SHOTS, { recursive: true });
-    site = await serveBuild();
-    browser = await launchBrowser();
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await site?.close();
   });
 
   it('reload mid-run → Resume: the losses after the resume point equal an uninterrupted run’s', { timeout: 180_000 }, async () => {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    const { page, errors } = await openApp(context, site.url);
+    const context = await env.browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const { page, errors } = await openApp(context, env.url);
     await loadDemo(page);
     await setUpRun(page, { steps: STEPS, every: EVERY });
 
@@ -104,8 +97,8 @@ describe('runs survive reloads, lost GPUs and full disks (built site, headless C
 
   it('GPUDevice.destroy() mid-run: a new device, the last checkpoint, and the same losses', { timeout: 180_000 }, async () => {
     expect(baseline).toHaveLength(STEPS);
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    const { page, errors } = await openApp(context, `${site.url}?test-hooks`);
+    const context = await env.browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const { page, errors } = await openApp(context, `${env.url}?test-hooks`);
     await loadDemo(page);
     await setUpRun(page, { steps: STEPS, every: EVERY });
     await page.getByRole('button', { name: 'Start training' }).click();
@@ -139,8 +132,8 @@ describe('runs survive reloads, lost GPUs and full disks (built site, headless C
 
   it('a full disk pauses the run with a message, keeps the previous checkpoint, and Resume continues', { timeout: 180_000 }, async () => {
     expect(baseline).toHaveLength(STEPS);
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    const { page, errors } = await openApp(context, `${site.url}?test-hooks`);
+    const context = await env.browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const { page, errors } = await openApp(context, `${env.url}?test-hooks`);
     await loadDemo(page);
     await setUpRun(page, { steps: STEPS, every: EVERY });
     await page.getByRole('button', { name: 'Start training' }).click();

@@ -4,9 +4,9 @@
 // of a LoRA run's with the same settings and seed → the Playground answers with the 4-bit base plus
 // the adapter → "Download adapter" gives PEFT files. Then a LoRA run puts the f32 weights back.
 import { readFileSync } from 'node:fs';
-import type { Browser, Download, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchBrowser, serveBuild } from './harness';
+import type { Download, Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import { useBuiltSite } from './harness';
 import { loadDemo, openApp, phase } from './flows';
 
 const STEPS = 12;
@@ -22,21 +22,11 @@ async function train(page: Page, method: RegExp): Promise<number> {
 const notice = (page: Page, name: string) => page.locator(`[data-testid="train-notice"][data-name="${name}"]`);
 
 describe('QLoRA in headless Chromium (built site)', () => {
-  let browser: Browser;
-  let site: { url: string; close: () => Promise<void> };
-
-  beforeAll(async () => {
-    site = await serveBuild();
-    browser = await launchBrowser();
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await site?.close();
-  });
+  const env = useBuiltSite();
 
   it('trains QLoRA on a 4-bit base, close to LoRA, and exports a PEFT adapter', { timeout: 360_000 }, async () => {
-    const context = await browser.newContext({ acceptDownloads: true });
-    const { page, errors } = await openApp(context, site.url);
+    const context = await env.browser.newContext({ acceptDownloads: true });
+    const { page, errors } = await openApp(context, env.url);
     await loadDemo(page);
     await page.getByRole('button', { name: 'Use demo dataset' }).click();
     await page.getByTestId('data-report').waitFor({ timeout: 60_000 });

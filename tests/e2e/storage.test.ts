@@ -7,25 +7,14 @@
 //     refused; a run is renamed, exported as one file, imported back as a new run, and deleted.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Browser } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { tinyCheckpointFiles, tinyConfigJson } from '../helpers/tiny-models';
 import { currentStep, loadDemo, openApp, phase, runRow, setUpRun } from './flows';
-import { launchBrowser, root, serveBuild } from './harness';
+import { root, useBuiltSite } from './harness';
 import { serveHub } from './hub-server';
 
 describe('storage, cached models and two tabs (built site, headless Chromium)', () => {
-  let browser: Browser;
-  let site: { url: string; close: () => Promise<void> };
-
-  beforeAll(async () => {
-    site = await serveBuild();
-    browser = await launchBrowser();
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await site?.close();
-  });
+  const env = useBuiltSite();
 
   it('a model loaded once loads again with the network blocked; deleting it from the Storage panel frees it', { timeout: 150_000 }, async () => {
     const demo = join(root, 'public', 'demo');
@@ -36,9 +25,9 @@ describe('storage, cached models and two tabs (built site, headless Chromium)', 
         'tokenizer_config.json': readFileSync(join(demo, 'tokenizer_config.json'), 'utf8'),
       },
     });
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const context = await env.browser.newContext({ viewport: { width: 1280, height: 900 } });
     try {
-      const { page, errors } = await openApp(context, `${site.url}?hub=${encodeURIComponent(hub.endpoint)}`);
+      const { page, errors } = await openApp(context, `${env.url}?hub=${encodeURIComponent(hub.endpoint)}`);
       const loadHub = async () => {
         await page.getByLabel('Hub id or URL').fill('test-org/tiny-llama');
         await page.getByRole('button', { name: 'Download and load' }).click();
@@ -55,7 +44,7 @@ describe('storage, cached models and two tabs (built site, headless Chromium)', 
       const blocked: string[] = [];
       await context.route('**/*', (route) => {
         const url = route.request().url();
-        if (url.startsWith(site.url)) return route.continue();
+        if (url.startsWith(env.url)) return route.continue();
         blocked.push(url);
         return route.abort('internetdisconnected');
       });
@@ -90,16 +79,16 @@ describe('storage, cached models and two tabs (built site, headless Chromium)', 
   });
 
   it('a second tab cannot take over a running run; it can once the first stops; runs are renamed, exported, imported, deleted', { timeout: 180_000 }, async () => {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const context = await env.browser.newContext({ viewport: { width: 1280, height: 900 } });
     try {
-      const a = await openApp(context, site.url);
+      const a = await openApp(context, env.url);
       await loadDemo(a.page);
       await setUpRun(a.page, { steps: 400, every: 2 });
       await a.page.getByRole('button', { name: 'Start training' }).click();
       await expect.poll(() => currentStep(a.page), { timeout: 120_000 }).toBeGreaterThanOrEqual(3);
 
       // Tab B sees the run as another tab's, and is refused with the holder named.
-      const b = await openApp(context, site.url);
+      const b = await openApp(context, env.url);
       const rowB = runRow(b.page, 'run 1');
       await expect.poll(() => rowB.getByTestId('run-status').textContent(), { timeout: 30_000 }).toMatch(/^training in another tab \(the tab opened at .+\)$/);
       await b.page.getByRole('button', { name: 'Resume run 1' }).click();

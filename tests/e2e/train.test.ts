@@ -8,8 +8,8 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Download, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchBrowser, root, serveBuild } from './harness';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { root, useBuiltSite } from './harness';
 
 const SHOTS = process.env.WEBTUNE_SCREENSHOTS ?? join(root, '.test-results', 'screenshots');
 
@@ -42,21 +42,14 @@ function safetensorsHeader(bytes: Buffer): Record<string, { dtype: string; shape
 }
 
 describe('training in headless Chromium (built site)', () => {
-  let browser: Browser;
-  let site: { url: string; close: () => Promise<void> };
+  const env = useBuiltSite();
 
-  beforeAll(async () => {
+  beforeAll(() => {
     mkdirSync(SHOTS, { recursive: true });
-    site = await serveBuild();
-    browser = await launchBrowser();
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await site?.close();
   });
 
   it('trains LoRA on the demo dataset, saves the adapter, compares it with the base, and shares the configuration', { timeout: 240_000 }, async () => {
-    const { page, errors } = await openApp(browser, site.url);
+    const { page, errors } = await openApp(env.browser, env.url);
     const t0 = Date.now();
     const requests: string[] = [];
     page.on('request', (r) => requests.push(r.url()));
@@ -171,7 +164,7 @@ describe('training in headless Chromium (built site)', () => {
     await page.getByRole('button', { name: 'Copy link to this configuration' }).click();
     const link = await page.getByTestId('config-link').inputValue();
     expect(link).toMatch(/#cfg&method=lora&r=8&.*lr=0.005/);
-    const other = await openApp(browser, link);
+    const other = await openApp(env.browser, link);
     expect(await other.page.getByLabel('Learning rate').inputValue()).toBe('0.005');
     expect(await other.page.getByLabel('Steps (0 = by epochs)').inputValue()).toBe('2');
     expect(await other.page.getByLabel('Sequence length').inputValue()).toBe('32');
