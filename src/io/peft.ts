@@ -52,6 +52,8 @@ export function adapterConfigJson(c: Pick<ModelConfig, 'architecture'>, lora: Lo
 
 export interface PeftAdapter {
   lora: LoraSettings;
+  /** adapter_config.json's base_model_name_or_path, when read from files. */
+  baseModel?: string | null;
   /** module path → A [r, in], B [out, r] */
   tensors: Map<string, { A: Float32Array; B: Float32Array; r: number; inF: number; outF: number }>;
 }
@@ -113,6 +115,7 @@ export async function readPeftAdapter(files: ModelFiles): Promise<PeftAdapter> {
       targets: targets.length ? targets : derivedTargets,
       rslora: cfg.use_rslora === true,
     },
+    baseModel: typeof cfg.base_model_name_or_path === 'string' ? cfg.base_model_name_or_path : null,
     tensors,
   };
 }

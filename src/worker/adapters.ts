@@ -186,7 +186,7 @@ export class AdapterLibrary implements AdapterApi, AdapterHooks {
       modelParameters: m.info.parameters,
       dataset: { name: IMPORTED_DATASET, reference: null },
       autosave: DEFAULT_AUTOSAVE_SETTINGS,
-      imported: { files: [picked.configName, picked.weightsName], importedAt: Date.now() },
+      imported: { files: [picked.configName, picked.weightsName], importedAt: Date.now(), baseModel: adapter.baseModel ?? null },
     };
     const run = await createRun(store, { name: runName, config, baseModel: m.info.name });
     // The tensors as a checkpoint of step 0 whose meta says the LoRA settings (no optimizer state: it
@@ -212,7 +212,8 @@ export class AdapterLibrary implements AdapterApi, AdapterHooks {
     // fan_in_fan_out follows the model: the loaded one's config when it is the run's, else the module names.
     const m = this.models.current;
     const c = m && cfg && fitsModel(cfg, m.info) ? m.ck.config : null;
-    const files = writePeftAdapter(c, adapter, cfg?.modelName ?? run.baseModel);
+    // An imported adapter names the base its files named; a trained one, the model it was trained on.
+    const files = writePeftAdapter(c, adapter, cfg?.imported?.baseModel ?? cfg?.modelName ?? run.baseModel);
     return {
       kind: 'peft',
       step: ck.info.step,

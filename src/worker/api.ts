@@ -365,7 +365,7 @@ export interface StoredRunConfig {
    * Set when the run is a PEFT adapter imported from files, not trained here: its checkpoint holds the
    * LoRA tensors only (nothing to resume), and `settings` carries the adapter's LoRA settings.
    */
-  imported?: { files: string[]; importedAt: number };
+  imported?: { files: string[]; importedAt: number; /** The file's base_model_name_or_path (kept for export). */ baseModel?: string | null };
 }
 
 export interface RunSummary {

@@ -122,6 +122,7 @@ describe.skipIf(!hasFixture('peft-adapter-gpt2-causal'))('a real PEFT adapter tr
   it('reads its config and tensors, and runs it exactly as the merged-weights math says', async () => {
     const adapter = await readPeftAdapter(directoryFiles(fixture('peft-adapter-gpt2-causal')));
     expect(adapter.lora).toMatchObject({ r: 8, alpha: 32, targets: ['c_attn', 'c_proj'] });
+    expect(adapter.baseModel).toBe('gpt2');
     expect(adapter.tensors.size).toBe(36);
     expect(adapter.tensors.get('transformer.h.0.attn.c_attn')).toMatchObject({ r: 8, inF: 768, outF: 2304 });
     // A one-layer GPT-2 with the real hidden size, and the adapter's layer-0 tensors.
