@@ -27,6 +27,10 @@
 // before choosing it). Operands are read as scalars: SwiftShader gathers every component of a vec4 load
 // separately, so vec4 loads measured no faster there, and scalar loads need no alignment of M, N, K.
 // Measured on SwiftShader (2 cores, 512×576×1536): ~2.5–4 GFLOP/s vs ~1.0–1.5 for matmul_reg4x4.
+// Also measured there (2026-12, generated variants, not kept): per-lane blocks of 8×16, 16×8 and 16×16 and
+// k unrolled 1–16 times were no faster than this 8×8 with 2 k per trip; with the loads replaced by register
+// arithmetic the same kernels reach only ~6–8 GFLOP/s, so the FMA/shuffle structure, not memory, is what
+// holds them at ~10 % of the FMA ceiling (npm run bench:loads shows what each load costs).
 //
 // Workgroup: WG invocations = WG/4 quads, QX quads along N; tile = (WG/4/QX)·16 rows × QX·16 columns.
 // Every invocation stays alive to the end (quad operations need all four lanes): rows and columns past
