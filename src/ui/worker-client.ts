@@ -8,9 +8,9 @@ let remote: Comlink.Remote<WorkerApi> | null = null;
 /**
  * Test hooks: a page opened with `?test-hooks` names its worker "webtune test-hooks", which makes the
  * worker expose `__testDestroyDevice()` (GPUDevice.destroy(), as a driver reset would) and
- * `__testFailNextSave()` (the next checkpoint write fails with a QuotaExceededError), and puts both
- * on `window.__webtuneTestHooks` for the e2e tests (tests/e2e/persistence.test.ts). Without the
- * parameter neither exists.
+ * `__testFailNextSave()` (the next checkpoint write fails with a QuotaExceededError) and
+ * `__testSetDownloadChunkBytes(n)` (downloads stored in n-byte chunks), and puts them on
+ * `window.__webtuneTestHooks` for the e2e tests (persistence, storage). Without the parameter none exists.
  */
 export function testHooksEnabled(): boolean {
   return new URLSearchParams(location.search).has('test-hooks');
@@ -27,6 +27,7 @@ export function workerApi(): Comlink.Remote<WorkerApi> {
       (window as unknown as { __webtuneTestHooks: unknown }).__webtuneTestHooks = {
         destroyDevice: () => h.__testDestroyDevice(),
         failNextSave: () => h.__testFailNextSave(),
+        downloadChunkBytes: (bytes: number) => h.__testSetDownloadChunkBytes(bytes),
       };
     }
   }

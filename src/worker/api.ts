@@ -465,6 +465,8 @@ export interface TestHooks {
   __testDestroyDevice(): Promise<void>;
   /** Make the next checkpoint's IndexedDB write fail with a QuotaExceededError DOMException. */
   __testFailNextSave(): Promise<void>;
+  /** Store the next downloads in chunks of this many bytes (default 16 MiB), so small files span several. */
+  __testSetDownloadChunkBytes(bytes: number): Promise<void>;
 }
 
 export type WorkerApi = ModelApi & TrainApi & StoreApi & AdapterApi & Partial<TestHooks>;

@@ -12,11 +12,13 @@ import { StoreService } from './storage';
 import { TrainingService } from './train';
 
 const stores = new Stores();
+/** Download chunk size in the store (a test hook makes it small); undefined: the store's default. */
+let downloadChunkBytes: number | undefined;
 const engine = new ModelEngine(() => acquireBrowserContext({ label: 'webtune-worker' }), {
   // Hub / URL downloads are kept in the store, so they count in the Storage panel and load offline.
   cache: async () => {
     try {
-      return storeDownloadCache(await stores.get());
+      return storeDownloadCache(await stores.get(), { chunkBytes: downloadChunkBytes });
     } catch {
       return memoryDownloadCache(); // no IndexedDB here (private mode): downloads are not kept
     }
@@ -76,6 +78,9 @@ if (self.name.includes('test-hooks')) {
     __testDestroyDevice: () => engine.testDestroyDevice(),
     __testFailNextSave: async () => {
       stores.failNextSave = true;
+    },
+    __testSetDownloadChunkBytes: async (bytes) => {
+      downloadChunkBytes = bytes;
     },
   };
   Object.assign(api, hooks);

@@ -1,6 +1,7 @@
 // The browser's storage as a person meets it, in headless Chromium against the built site (real
 // IndexedDB, Web Locks):
-//   - a model downloaded once from a (local, Hub-shaped) server loads again with the network blocked,
+//   - a model downloaded once from a (local, Hub-shaped) server is stored in IndexedDB chunk by chunk
+//     (small chunks through a test hook), loads again with the network blocked,
 //     is listed in the Storage panel, and deleting it there makes the next load need the network;
 //   - two tabs of one origin: the second cannot resume or delete the run the first one trains (it is
 //     told which tab holds it); once the first stops, the second resumes it, and then the first is
@@ -27,7 +28,9 @@ describe('storage, cached models and two tabs (built site, headless Chromium)', 
     });
     const context = await env.browser.newContext({ viewport: { width: 1280, height: 900 } });
     try {
-      const { page, errors } = await openApp(context, `${env.url}?hub=${encodeURIComponent(hub.endpoint)}`);
+      const { page, errors } = await openApp(context, `${env.url}?test-hooks&hub=${encodeURIComponent(hub.endpoint)}`);
+      // Small chunks, so the weights are stored (and read back offline) as many IndexedDB Blobs.
+      await page.evaluate(() => (window as unknown as { __webtuneTestHooks: { downloadChunkBytes(n: number): Promise<void> } }).__webtuneTestHooks.downloadChunkBytes(4096));
       const loadHub = async () => {
         await page.getByLabel('Hub id or URL').fill('test-org/tiny-llama');
         await page.getByRole('button', { name: 'Download and load' }).click();
@@ -35,6 +38,23 @@ describe('storage, cached models and two tabs (built site, headless Chromium)', 
       await loadHub();
       await expect.poll(() => page.getByTestId('model-architecture').textContent(), { timeout: 120_000 }).toBe('LlamaForCausalLM');
       expect(hub.requests.some((r) => r.startsWith('GET /test-org/tiny-llama/resolve/main/model.safetensors'))).toBe(true);
+      // The weights went to IndexedDB chunk by chunk as they arrived, never as one buffer.
+      const chunks = await page.evaluate(async () => {
+        const db = await new Promise<IDBDatabase>((ok, fail) => {
+          const r = indexedDB.open('webtune');
+          r.onsuccess = () => ok(r.result);
+          r.onerror = () => fail(r.error);
+        });
+        const keys = await new Promise<IDBValidKey[]>((ok, fail) => {
+          const r = db.transaction('modelChunks').objectStore('modelChunks').getAllKeys();
+          r.onsuccess = () => ok(r.result);
+          r.onerror = () => fail(r.error);
+        });
+        db.close();
+        return (keys as [string, number][]).filter(([k]) => k.endsWith('/model.safetensors')).map(([, i]) => i);
+      });
+      expect(chunks.length).toBeGreaterThan(10);
+      expect(chunks).toEqual([...chunks.keys()]);
       // The cached files count in the Storage panel.
       const freeable = page.getByTestId('storage-freeable');
       await expect.poll(() => freeable.textContent(), { timeout: 30_000 }).toContain('cached model file model.safetensors');
