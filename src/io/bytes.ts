@@ -9,14 +9,17 @@ export interface ByteSource {
   read(offset: number, length: number): Promise<Uint8Array>;
 }
 
+/** A read of [offset, offset + length) must lie inside a source of `size` bytes. */
+export function checkRange(name: string, size: number, offset: number, length: number): void {
+  if (offset < 0 || length < 0 || offset + length > size) throw new RangeError(`${name}: read [${offset}, ${offset + length}) outside ${size} bytes`);
+}
+
 export function bytesSource(name: string, bytes: Uint8Array): ByteSource {
   return {
     name,
     size: bytes.byteLength,
     async read(offset, length) {
-      if (offset < 0 || length < 0 || offset + length > bytes.byteLength) {
-        throw new RangeError(`${name}: read [${offset}, ${offset + length}) outside ${bytes.byteLength} bytes`);
-      }
+      checkRange(name, bytes.byteLength, offset, length);
       return bytes.subarray(offset, offset + length);
     },
   };
@@ -27,9 +30,7 @@ export function blobSource(name: string, blob: Blob): ByteSource {
     name,
     size: blob.size,
     async read(offset, length) {
-      if (offset < 0 || length < 0 || offset + length > blob.size) {
-        throw new RangeError(`${name}: read [${offset}, ${offset + length}) outside ${blob.size} bytes`);
-      }
+      checkRange(name, blob.size, offset, length);
       return new Uint8Array(await blob.slice(offset, offset + length).arrayBuffer());
     },
   };
@@ -61,9 +62,7 @@ export function chunkedSource(name: string, pieces: readonly ByteSource[]): Byte
     name,
     size,
     async read(offset, length) {
-      if (offset < 0 || length < 0 || offset + length > size) {
-        throw new RangeError(`${name}: read [${offset}, ${offset + length}) outside ${size} bytes`);
-      }
+      checkRange(name, size, offset, length);
       if (length === 0) return new Uint8Array(0);
       let i = pieceAt(offset);
       while (offset - starts[i] >= pieces[i].size) i++; // past empty pieces

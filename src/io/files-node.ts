@@ -2,7 +2,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import type { ByteSource } from './bytes';
+import { checkRange, type ByteSource } from './bytes';
 import { MissingFileError, type ModelFiles } from './files';
 
 function walk(dir: string, root = dir, out: string[] = []): string[] {
@@ -20,9 +20,7 @@ export function fileSource(path: string, name = path): ByteSource {
     name,
     size,
     async read(offset, length) {
-      if (offset < 0 || length < 0 || offset + length > size) {
-        throw new RangeError(`${name}: read [${offset}, ${offset + length}) outside ${size} bytes`);
-      }
+      checkRange(name, size, offset, length);
       const fh = await open(path, 'r');
       try {
         const buf = new Uint8Array(length);

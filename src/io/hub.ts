@@ -1,6 +1,6 @@
 // Download a checkpoint from the Hugging Face Hub — or from any static server laid out like it — into a
 // cache, then hand it over as ModelFiles. Host-agnostic: the caller injects `fetch` and a DownloadCache
-// (disk in Node: cache-node.ts; IndexedDB in the browser: cache-browser.ts), so Node, the browser and
+// (disk in Node: cache-node.ts; IndexedDB in the browser: store/models.ts storeDownloadCache), so Node, the browser and
 // the tests run this same code.
 //
 // Hub layout: every file of a model repository is served at

@@ -24,7 +24,7 @@ import { openSafetensors, readTensorBytes, SafetensorsFormatError, type Safetens
 import { type CheckpointInfo } from './checkpoints';
 import { exact, newId, type Store } from './db';
 import { ArchiveFormatError, RunNotFoundError } from './errors';
-import { checkRoom, isQuotaError, latestOf, quotaError } from './quota';
+import { checkRoom, failedWrite, latestOf } from './quota';
 import { CHECKPOINT_FORMAT_VERSION, blobKey, type CheckpointRecord, type RunRecord } from './schema';
 
 export const ARCHIVE_FORMAT = 'webtune-archive';
@@ -238,14 +238,7 @@ export async function importRunArchive(store: Store, source: ByteSource | Blob |
     if (checkpoint && tensors) writes.push(tx.objectStore('checkpoints').add(checkpoint), tx.objectStore('blobs').put(tensors, blobKey.checkpoint(checkpoint.id)));
     await Promise.all([...writes, tx.done]);
   } catch (e) {
-    try {
-      tx.abort();
-    } catch {
-      // already aborted or finished
-    }
-    await tx.done.catch(() => {});
-    if (isQuotaError(e) || isQuotaError(tx.error)) throw await quotaError(store, { ...quotaCtx, cause: e });
-    throw e;
+    await failedWrite(store, tx, e, quotaCtx);
   }
   const { meta: _meta, ...info } = checkpoint ?? { meta: null };
   return { run, checkpoint: checkpoint ? (info as CheckpointInfo) : null, adapter };

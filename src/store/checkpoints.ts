@@ -20,7 +20,7 @@
 import type { IDBPTransaction } from 'idb';
 import { exact, newId, type Store } from './db';
 import { CheckpointNotFoundError, RunNotFoundError, StoreCorruptError } from './errors';
-import { checkRoom, isQuotaError, latestOf, quotaError } from './quota';
+import { checkRoom, failedWrite, latestOf } from './quota';
 import type { RunPatch } from './runs';
 import { CHECKPOINT_FORMAT_VERSION, blobKey, type CheckpointReason, type CheckpointRecord, type SnapshotMeta, type WebtuneDB } from './schema';
 
@@ -120,15 +120,7 @@ export async function saveCheckpoint<M extends SnapshotMeta>(
     }
     await Promise.all([...writes, tx.done]);
   } catch (e) {
-    // A put that threw synchronously (DataCloneError) does not abort by itself: make sure nothing commits.
-    try {
-      tx.abort();
-    } catch {
-      // already aborted or finished
-    }
-    await tx.done.catch(() => {});
-    if (isQuotaError(e) || isQuotaError(tx.error)) throw await quotaError(store, { ...quotaCtx, cause: e });
-    throw e;
+    await failedWrite(store, tx, e, quotaCtx);
   }
   return infoOf(record);
 }

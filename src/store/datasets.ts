@@ -1,7 +1,7 @@
 // The user's data files, kept locally so a run can be resumed after a reload without picking the file
 // again. Keyed by content hash: the same file uploaded twice is stored once.
 import { exact, sha256Hex, type Store } from './db';
-import { isQuotaError, quotaError } from './quota';
+import { failedWrite } from './quota';
 import { blobKey, type DatasetRecord } from './schema';
 
 export interface DatasetInput {
@@ -24,14 +24,7 @@ export async function putDataset(store: Store, input: DatasetInput): Promise<Dat
     await Promise.all([tx.objectStore('datasets').put(rec), existing ? null : tx.objectStore('blobs').put(bytes, blobKey.dataset(id)), tx.done]);
     return rec;
   } catch (e) {
-    try {
-      tx.abort();
-    } catch {
-      // already aborted or finished
-    }
-    await tx.done.catch(() => {});
-    if (isQuotaError(e) || isQuotaError(tx.error)) throw await quotaError(store, { what: `the dataset ${input.name}`, neededBytes: bytes.byteLength, cause: e });
-    throw e;
+    return failedWrite(store, tx, e, { what: `the dataset ${input.name}`, neededBytes: bytes.byteLength });
   }
 }
 

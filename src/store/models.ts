@@ -1,6 +1,5 @@
 // Cached model files in the store's `models` (+ their bytes in `modelChunks`, or in `blobs` for files
-// stored whole), and a DownloadCache over them (so the hub downloader can keep its files here instead
-// of in its own database, io/cache-browser.ts).
+// stored whole), and the DownloadCache over them that the browser's hub downloader keeps its files in.
 // A download is stored chunk by chunk as it arrives: each chunk and the partial record that counts it
 // are written in one transaction, and files are read back lazily (a Blob of the chunk Blobs, sliced
 // per read), so a model larger than one ArrayBuffer never sits in memory whole. A partial download and
@@ -8,7 +7,7 @@
 import { Chunker, blobSource, bytesSource, type ByteSource } from '../io/bytes';
 import { DEFAULT_CHUNK_BYTES, type CachedFileMeta, type DownloadCache, type DownloadWriter, type PartialEntry, type PartialMeta } from '../io/hub';
 import { exact, sha256Hex, type Store } from './db';
-import { isQuotaError, quotaError } from './quota';
+import { failedWrite } from './quota';
 import { blobKey, type ModelRecord } from './schema';
 
 export interface ModelFileInput {
@@ -38,21 +37,11 @@ async function writeModel(store: Store, rec: ModelRecord, bytes: Uint8Array): Pr
       tx.done,
     ]);
   } catch (e) {
-    try {
-      tx.abort();
-    } catch {
-      // already aborted or finished
-    }
-    await tx.done.catch(() => {});
-    if (isQuotaError(e) || isQuotaError(tx.error)) {
-      throw await quotaError(store, {
-        what: `${rec.complete ? 'the model file' : 'the partial download of'} ${rec.file}`,
-        neededBytes: bytes.byteLength,
-        exclude: new Set([rec.key]),
-        cause: e,
-      });
-    }
-    throw e;
+    await failedWrite(store, tx, e, {
+      what: `${rec.complete ? 'the model file' : 'the partial download of'} ${rec.file}`,
+      neededBytes: bytes.byteLength,
+      exclude: new Set([rec.key]),
+    });
   }
 }
 
@@ -136,7 +125,7 @@ const fileOf = (url: string): string => url.slice(url.lastIndexOf('/') + 1) || u
 const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 
 /**
- * The hub downloader's cache, kept in this store (drop-in for io/cache-browser's idbDownloadCache).
+ * The hub downloader's cache in the browser, kept in this store (so downloads count in the Storage panel).
  * Downloads are stored in chunks of `chunkBytes` (default 16 MiB) as they arrive.
  */
 export function storeDownloadCache(store: Store, opts: { chunkBytes?: number } = {}): DownloadCache {
@@ -183,16 +172,7 @@ export function storeDownloadCache(store: Store, opts: { chunkBytes?: number } =
         try {
           await Promise.all([tx.objectStore('modelChunks').put(blob, [key, sizes.length]), tx.objectStore('models').put(record(false, next, null, meta.etag ?? null)), tx.done]);
         } catch (e) {
-          try {
-            tx.abort();
-          } catch {
-            // already aborted or finished
-          }
-          await tx.done.catch(() => {});
-          if (isQuotaError(e) || isQuotaError(tx.error)) {
-            throw await quotaError(store, { what: `the download of ${file}`, neededBytes: blob.size, exclude: new Set([key]), cause: e });
-          }
-          throw e;
+          await failedWrite(store, tx, e, { what: `the download of ${file}`, neededBytes: blob.size, exclude: new Set([key]) });
         }
         sizes = next;
       };

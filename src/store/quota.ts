@@ -161,6 +161,22 @@ export async function quotaError(store: Store, ctx: QuotaContext): Promise<Stora
 }
 
 /**
+ * What a failed readwrite transaction throws. It is aborted first (a put that threw synchronously, a
+ * DataCloneError say, does not abort it by itself, so nothing may commit), and a full disk becomes a
+ * StorageQuotaError that says what did not fit and what can be freed; any other error is rethrown.
+ */
+export async function failedWrite(store: Store, tx: { abort(): void; done: Promise<void>; error: unknown }, e: unknown, ctx: Omit<QuotaContext, 'cause'>): Promise<never> {
+  try {
+    tx.abort();
+  } catch {
+    // already aborted or finished
+  }
+  await tx.done.catch(() => {});
+  if (isQuotaError(e) || isQuotaError(tx.error)) throw await quotaError(store, { ...ctx, cause: e });
+  throw e;
+}
+
+/**
  * Refuse early, before writing anything, when the estimate says the bytes cannot fit. Estimates are
  * approximate, so this only refuses what is clearly too big; the real guard is the transaction.
  */

@@ -14,20 +14,6 @@ import { AdapterError, adapterConfigJson, type LoraSettings, type PeftAdapter } 
 import { fromF32, openSafetensors, readTensorF32, writeSafetensors, type TensorToWrite } from '../io/safetensors';
 import { matchesTarget, type MethodPlan } from './methods';
 
-/** The adapter's tensors read back from the GPU, with B parts concatenated (GPT-2 c_attn [q|k|v]). */
-export async function adapterTensors(ctx: GpuContext, plan: MethodPlan): Promise<TensorToWrite[]> {
-  const out: TensorToWrite[] = [];
-  for (const g of plan.loraGroups) {
-    const a = await ctx.readF32(g.A);
-    const outTotal = g.parts.reduce((s, p) => s + p.outFeatures, 0);
-    const b = new Float32Array(outTotal * g.r);
-    for (const p of g.parts) b.set(await ctx.readF32(p.B), p.rowOffset * g.r);
-    out.push({ name: `base_model.model.${g.module}.lora_A.weight`, dtype: 'F32', shape: [g.r, g.inFeatures], data: fromF32(a, 'F32') });
-    out.push({ name: `base_model.model.${g.module}.lora_B.weight`, dtype: 'F32', shape: [outTotal, g.r], data: fromF32(b, 'F32') });
-  }
-  return out;
-}
-
 /** Both adapter files, ready to write to a folder or offer as downloads. */
 export async function exportPeftAdapter(
   ctx: GpuContext,

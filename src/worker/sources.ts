@@ -2,7 +2,6 @@
 // person picked or dropped, or a download from the Hub / any http(s) folder (cached in IndexedDB so
 // a second load works offline).
 import { blobSource } from '../io/bytes';
-import { idbDownloadCache } from '../io/cache-browser';
 import { MissingFileError, type ModelFiles } from '../io/files';
 import { downloadModel, memoryDownloadCache, resolveSource, type DownloadCache, type DownloadProgress } from '../io/hub';
 import type { ModelSource } from './api';
@@ -19,7 +18,7 @@ export interface ResolvedFiles {
 export interface SourceOptions {
   signal?: AbortSignal;
   onDownload?: (p: DownloadProgress) => void;
-  /** The download cache for Hub / URL sources (default: IndexedDB, webtune's store; see worker.ts). */
+  /** The download cache for Hub / URL sources (worker.ts passes webtune's IndexedDB store; default: memory only). */
   cache?: () => DownloadCache | Promise<DownloadCache>;
 }
 
@@ -51,7 +50,7 @@ export async function resolveModelFiles(source: ModelSource, o: SourceOptions = 
       const spec = source.kind === 'hub' ? source.id : source.url;
       const src = resolveSource(spec, { endpoint: source.kind === 'hub' ? source.endpoint : undefined });
       const got = await downloadModel(src, {
-        cache: await (o.cache ?? idbDownloadCache)(),
+        cache: await (o.cache ?? memoryDownloadCache)(),
         token: source.kind === 'hub' ? source.token || undefined : undefined,
         signal: o.signal,
         onProgress: o.onDownload,

@@ -1,5 +1,6 @@
 // A Hub-shaped static server for the e2e tests: /<org>/<name>/resolve/main/<file> over files in
-// memory, with the CORS headers the browser needs, and a log of every request it answered.
+// memory, with the CORS headers the browser needs, and a log of every request it answered. With
+// `trickle`, files over 50 KB go out 16 KiB every 100 ms, so the page has time to show download progress.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -9,7 +10,7 @@ export interface HubServer {
   close: () => Promise<void>;
 }
 
-export async function serveHub(repos: Record<string, Record<string, Uint8Array | string>>): Promise<HubServer> {
+export async function serveHub(repos: Record<string, Record<string, Uint8Array | string>>, opts: { trickle?: boolean } = {}): Promise<HubServer> {
   const requests: string[] = [];
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
     requests.push(`${req.method} ${req.url}`);
@@ -30,7 +31,22 @@ export async function serveHub(repos: Record<string, Record<string, Uint8Array |
     }
     const body = typeof file === 'string' ? Buffer.from(file) : Buffer.from(file.buffer, file.byteOffset, file.byteLength);
     res.writeHead(200, { ...cors, 'Content-Length': String(body.byteLength), 'Content-Type': 'application/octet-stream' });
-    res.end(req.method === 'HEAD' ? undefined : body);
+    if (req.method === 'HEAD' || !opts.trickle || body.byteLength <= 50_000) {
+      res.end(req.method === 'HEAD' ? undefined : body);
+      return;
+    }
+    let o = 0;
+    const step = (): void => {
+      if (o >= body.byteLength) {
+        res.end();
+        return;
+      }
+      const chunk = body.subarray(o, o + 16384);
+      o += chunk.byteLength;
+      res.write(chunk);
+      setTimeout(step, 100);
+    };
+    step();
   };
   const server: Server = createServer(handle);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -3,71 +3,15 @@
 // then offline from IndexedDB after a reload); a folder with an unsupported architecture explains
 // itself; the page stays responsive while generating and Stop stops.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { tinyCheckpointFiles, tinyConfigJson } from '../helpers/tiny-models';
 import { root, useBuiltSite } from './harness';
+import { serveHub } from './hub-server';
 
 const SHOTS = process.env.WEBTUNE_SCREENSHOTS ?? join(root, '.test-results', 'screenshots');
-
-/** A Hub-shaped static server (/<org>/<name>/resolve/main/<file>) over files in memory; big files trickle. */
-async function serveHub(repos: Record<string, Record<string, Uint8Array | string>>): Promise<{ endpoint: string; requests: string[]; close: () => Promise<void> }> {
-  const requests: string[] = [];
-  const handle = (req: IncomingMessage, res: ServerResponse): void => {
-    requests.push(`${req.method} ${req.url}`);
-    const cors = {
-      'Access-Control-Allow-Origin': '*',
-      'Access-Control-Allow-Headers': 'Range, If-Range, Authorization',
-      'Access-Control-Expose-Headers': 'Content-Length, Content-Range, ETag, X-Linked-Size, X-Linked-Etag, Accept-Ranges',
-    };
-    if (req.method === 'OPTIONS') {
-      res.writeHead(204, cors).end();
-      return;
-    }
-    const m = /^\/([^/]+)\/([^/]+)\/resolve\/main\/(.+)$/.exec(req.url ?? '');
-    const file = m ? repos[`${m[1]}/${m[2]}`]?.[decodeURIComponent(m[3])] : undefined;
-    if (file === undefined) {
-      res.writeHead(404, { ...cors, 'Content-Type': 'text/plain' }).end('Entry not found');
-      return;
-    }
-    const body = typeof file === 'string' ? Buffer.from(file) : Buffer.from(file.buffer, file.byteOffset, file.byteLength);
-    res.writeHead(200, { ...cors, 'Content-Length': String(body.byteLength), 'Content-Type': 'application/octet-stream' });
-    if (req.method === 'HEAD') {
-      res.end();
-      return;
-    }
-    // Trickle large files (16 KiB every 100 ms) so the page has time to show download progress.
-    let o = 0;
-    const step = (): void => {
-      if (o >= body.byteLength) {
-        res.end();
-        return;
-      }
-      const chunk = body.subarray(o, o + 16384);
-      o += chunk.byteLength;
-      res.write(chunk);
-      if (body.byteLength > 50_000) setTimeout(step, 100);
-      else step();
-    };
-    step();
-  };
-  const server: Server = createServer(handle);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    requests,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
-}
 
 /** Open the app and wait for WebGPU; collect page errors. */
 async function openApp(browser: Browser, url: string): Promise<{ page: Page; errors: string[] }> {
@@ -138,7 +82,7 @@ describe('model panel and playground in headless Chromium (built site)', () => {
       'tokenizer.json': readFileSync(join(demo, 'tokenizer.json'), 'utf8'),
       'tokenizer_config.json': readFileSync(join(demo, 'tokenizer_config.json'), 'utf8'),
     };
-    const hub = await serveHub({ 'test-org/tiny-llama': files });
+    const hub = await serveHub({ 'test-org/tiny-llama': files }, { trickle: true });
     const { page, errors } = await openApp(env.browser, `${env.url}?hub=${encodeURIComponent(hub.endpoint)}`);
     try {
       await page.getByLabel('Hub id or URL').fill('test-org/tiny-llama');

@@ -43,6 +43,17 @@ describe('runs survive reloads, lost GPUs and full disks (built site, headless C
     mkdirSync(SHOTS, { recursive: true });
   });
 
+  /** A new tab with the test hooks, training the demo run, held after EVERY steps (its pause checkpoint saved). */
+  const heldRun = async () => {
+    const context = await env.browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const app = await openApp(context, `${env.url}?test-hooks`);
+    await loadDemo(app.page);
+    await setUpRun(app.page, { steps: STEPS, every: EVERY });
+    await app.page.getByRole('button', { name: 'Start training' }).click();
+    await pauseAfter(app.page, EVERY);
+    return { context, ...app };
+  };
+
   it('reload mid-run → Resume: the losses after the resume point equal an uninterrupted run’s', { timeout: 180_000 }, async () => {
     const context = await env.browser.newContext({ viewport: { width: 1280, height: 900 } });
     const { page, errors } = await openApp(context, env.url);
@@ -97,13 +108,8 @@ describe('runs survive reloads, lost GPUs and full disks (built site, headless C
 
   it('GPUDevice.destroy() mid-run: a new device, the last checkpoint, and the same losses', { timeout: 180_000 }, async () => {
     expect(baseline).toHaveLength(STEPS);
-    const context = await env.browser.newContext({ viewport: { width: 1280, height: 900 } });
-    const { page, errors } = await openApp(context, `${env.url}?test-hooks`);
-    await loadDemo(page);
-    await setUpRun(page, { steps: STEPS, every: EVERY });
-    await page.getByRole('button', { name: 'Start training' }).click();
     // Held at a known point (pausing saves a checkpoint), then the device goes during the next step.
-    await pauseAfter(page, EVERY);
+    const { context, page, errors } = await heldRun();
     const lostAt = await currentStep(page);
     expect(await checkpointStep(page)).toBe(lostAt);
     await page.getByRole('button', { name: 'Resume', exact: true }).click();
@@ -132,12 +138,7 @@ describe('runs survive reloads, lost GPUs and full disks (built site, headless C
 
   it('a full disk pauses the run with a message, keeps the previous checkpoint, and Resume continues', { timeout: 180_000 }, async () => {
     expect(baseline).toHaveLength(STEPS);
-    const context = await env.browser.newContext({ viewport: { width: 1280, height: 900 } });
-    const { page, errors } = await openApp(context, `${env.url}?test-hooks`);
-    await loadDemo(page);
-    await setUpRun(page, { steps: STEPS, every: EVERY });
-    await page.getByRole('button', { name: 'Start training' }).click();
-    await pauseAfter(page, EVERY);
+    const { context, page, errors } = await heldRun();
 
     // The next checkpoint write fails: the run pauses and says why; nothing was lost.
     await hooks(page, 'failNextSave');

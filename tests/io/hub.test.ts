@@ -9,9 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { openDB } from 'idb';
 import type { ByteSource } from '../../src/io/bytes';
-import { HUB_CACHE_DB, idbDownloadCache } from '../../src/io/cache-browser';
 import { diskDownloadCache, keyPath } from '../../src/io/cache-node';
 import type { ModelFiles } from '../../src/io/files';
 import {
@@ -32,7 +30,7 @@ import {
   type HubDownloadOptions,
 } from '../../src/io/hub';
 import { storeDownloadCache } from '../../src/store/models';
-import { freshName, freshStore } from '../store/fixtures';
+import { freshStore } from '../store/fixtures';
 import { openCheckpoint } from '../../src/model/checkpoint';
 import { tinyCheckpointFiles, tinyConfigJson, tinyWeights } from '../helpers/tiny-models';
 
@@ -553,7 +551,7 @@ describe('downloadModel (local Hub-shaped server)', () => {
     expect(Array.from(emb)).toEqual(Array.from(tinyWeights(tinyConfigJson('llama')).get('model.embed_tokens.weight')!.data));
   });
 
-  // The four caches, each storing pieces of at most 4 KiB, with a way to see how a file was stored.
+  // The three caches, each storing pieces of at most 4 KiB, with a way to see how a file was stored.
   const CHUNK = 4096;
   const caches: [string, () => Promise<{ cache: DownloadCache; chunkSizes(key: string): Promise<number[] | null> }>][] = [
     [
@@ -561,20 +559,6 @@ describe('downloadModel (local Hub-shaped server)', () => {
       async () => {
         const cache = memoryDownloadCache({ chunkBytes: CHUNK });
         return { cache, chunkSizes: async (k) => cache.chunks(k).map((c) => c.byteLength) };
-      },
-    ],
-    [
-      'IndexedDB (webtune-hub-cache)',
-      async () => {
-        const name = freshName();
-        const cache = idbDownloadCache(name, { chunkBytes: CHUNK });
-        const chunkSizes = async (k: string) => {
-          const db = await openDB(name);
-          const blobs = (await db.getAll('chunks', IDBKeyRange.bound([k, 0], [k, Infinity]))) as Blob[];
-          db.close();
-          return blobs.map((b) => b.size);
-        };
-        return { cache, chunkSizes };
       },
     ],
     [
@@ -731,33 +715,5 @@ describe('diskDownloadCache', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
-});
-
-describe('idbDownloadCache upgrade', () => {
-  it('version 1 entries (whole Uint8Arrays) are read as one chunk after the upgrade to version 2', async () => {
-    const name = `${HUB_CACHE_DB}-${freshName()}`;
-    const v1 = await openDB(name, 1, {
-      upgrade(d) {
-        d.createObjectStore('files');
-        d.createObjectStore('partials');
-      },
-    });
-    const whole = new Uint8Array(5000).map((_, i) => i % 251);
-    await v1.put('files', { bytes: whole, meta: { url: 'u', size: 5000 }, storedAt: 1 }, 'k');
-    await v1.put('partials', { bytes: whole.subarray(0, 1000).slice(), url: 'u2', etag: '"e"', total: 5000 }, 'p');
-    v1.close();
-
-    const cache = idbDownloadCache(name, { chunkBytes: 1024 });
-    const got = (await cache.get('k'))!;
-    expect(got.size).toBe(5000);
-    expect(bytesEqual(await readAll(got), whole)).toBe(true);
-    const partial = (await cache.getPartial('p'))!;
-    expect(partial).toMatchObject({ url: 'u2', etag: '"e"', total: 5000, size: 1000 });
-    // And the old partial resumes in new-style chunks.
-    const w = await cache.write('p', { url: 'u2', etag: '"e"', total: 5000 }, 1000);
-    await w.append(whole.subarray(1000));
-    await w.commit({ url: 'u2', size: 5000 });
-    expect(bytesEqual(await readAll((await cache.get('p'))!), whole)).toBe(true);
   });
 });
