@@ -30,7 +30,9 @@
 // Also measured there (2026-12, generated variants, not kept): per-lane blocks of 8×16, 16×8 and 16×16 and
 // k unrolled 1–16 times were no faster than this 8×8 with 2 k per trip; with the loads replaced by register
 // arithmetic the same kernels reach only ~6–8 GFLOP/s, so the FMA/shuffle structure, not memory, is what
-// holds them at ~10 % of the FMA ceiling (npm run bench:loads shows what each load costs).
+// holds them at ~10 % of the FMA ceiling (npm run bench:loads shows what each load costs: 30–40 FMAs at the
+// ceiling per float from a storage buffer). Reading the operands through the texture sampler instead
+// (npm run bench:sampled, an experiment) doubles the speed there but still stays at 15–27 % of the ceiling.
 //
 // Workgroup: WG invocations = WG/4 quads, QX quads along N; tile = (WG/4/QX)·16 rows × QX·16 columns.
 // Every invocation stays alive to the end (quad operations need all four lanes): rows and columns past
