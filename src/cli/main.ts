@@ -18,6 +18,7 @@ import { TextTokenizer } from '../model/tokenizer';
 import { directoryFiles } from '../io/files-node';
 import { readPeftAdapter } from '../io/peft';
 import { loadAdapterIntoPlan } from '../tune/adapter-io';
+import { mergeLora, type MergeDType } from '../tune/merge';
 import { planMethod, releasePlan, type MethodPlan } from '../tune/methods';
 import { modelFilesFromArg } from './source';
 import { demoCmd } from './demo';
@@ -34,6 +35,9 @@ const USAGE = `usage:
                 [--eval-every N] [--save-every N] --out DIR [--resume DIR] [--json-log FILE]
   webtune eval --model M [--adapter DIR] --data FILE [--json]
   webtune quantize --model M --out DIR [--blocksize 64] [--no-double-quant]
+  webtune merge --model M --adapter DIR --out DIR [--dtype f32|f16|bf16] [--nf4-base]
+                (the adapter merged into the weights: a plain Hugging Face model folder; --nf4-base merges
+                into the 4-bit base a QLoRA adapter was trained on)
   webtune demo [--steps N] [--out DIR]   (fine-tunes the built-in demo model with LoRA, offline)
   webtune generate --model M (--prompt TEXT | --prompt-ids 1,2,3) [--chat] [--max-new-tokens N]
                    [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--seed S] [--json]
@@ -210,6 +214,38 @@ async function quantizeCmd(argv: string[]): Promise<void> {
   log(`wrote ${Object.keys(files).length} files (${(bytes / 2 ** 20).toFixed(2)} MiB) to ${values.out}: NF4, blocksize ${values.blocksize ?? 64}, ${values['no-double-quant'] ? 'single' : 'double'} quantization`);
 }
 
+/** `webtune merge --model M --adapter DIR --out DIR`: base + LoRA merged into one Hugging Face checkpoint. */
+async function mergeCmd(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { model: { type: 'string' }, adapter: { type: 'string' }, out: { type: 'string' }, dtype: { type: 'string' }, 'nf4-base': { type: 'boolean' } },
+  });
+  if (!values.adapter) throw new UsageError('--adapter DIR is required');
+  if (!values.out) throw new UsageError('--out DIR is required');
+  const dtypes: Record<string, MergeDType> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
+  const dtype = values.dtype === undefined ? undefined : dtypes[values.dtype];
+  if (values.dtype !== undefined && !dtype) throw new UsageError(`--dtype must be f32, f16 or bf16, got "${values.dtype}"`);
+  const opened = await loadCheckpoint(values.model);
+  const adapter = await readPeftAdapter(directoryFiles(values.adapter));
+  const t0 = performance.now();
+  const { files, merged, dtype: written } = await mergeLora(opened.weights, adapter, {
+    dtype,
+    nf4Base: values['nf4-base'],
+    adapterFiles: { config: join(values.adapter, 'adapter_config.json'), weights: join(values.adapter, 'adapter_model.safetensors') },
+  });
+  mkdirSync(values.out, { recursive: true });
+  let bytes = 0;
+  for (const [name, data] of Object.entries(files)) {
+    writeFileSync(join(values.out, name), data);
+    bytes += typeof data === 'string' ? data.length : data.byteLength;
+  }
+  const base = opened.prequantized ? 'the dequantized 4-bit base' : values['nf4-base'] ? 'the NF4-quantized base' : 'the base weights';
+  log(
+    `merged ${merged.length} layers into ${base} (${((performance.now() - t0) / 1000).toFixed(1)} s); wrote ${Object.keys(files).length} files ` +
+      `(${(bytes / 2 ** 20).toFixed(2)} MiB, ${written ?? 'mixed dtypes'}) to ${values.out}`,
+  );
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
@@ -231,6 +267,9 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'quantize':
         await quantizeCmd(rest);
+        return 0;
+      case 'merge':
+        await mergeCmd(rest);
         return 0;
       case undefined:
       case '-h':

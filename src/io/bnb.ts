@@ -215,6 +215,11 @@ function withQuantizationConfig(configText: string, qc: { [k: string]: PyJson })
 /** Small files of a model folder worth carrying over (tokenizer, generation defaults). */
 const CARRIED = /^(tokenizer(_config)?\.json|tokenizer\.model|special_tokens_map\.json|added_tokens\.json|generation_config\.json|vocab\.json|merges\.txt|chat_template\.(jinja|json))$/;
 
+/** The files of a model folder that a rewritten checkpoint carries over unchanged (tokenizer, generation defaults). */
+export function carriedFileNames(files: ModelFiles): string[] {
+  return files.list().filter((f) => CARRIED.test(f));
+}
+
 /**
  * Quantize a float checkpoint's linear weights to NF4 and return the files of a transformers +
  * bitsandbytes 4-bit checkpoint: config.json (with quantization_config), model.safetensors, and the
@@ -251,8 +256,7 @@ export async function writeBnbCheckpoint(ckpt: Checkpoint, options: BnbQuantizeO
     'config.json': withQuantizationConfig(configText, bnbQuantizationConfig({ doubleQuant, computeDtype: options.computeDtype })),
     'model.safetensors': writeSafetensors(tensors, { format: 'pt' }),
   };
-  for (const f of ckpt.files.list()) {
-    if (!CARRIED.test(f)) continue;
+  for (const f of carriedFileNames(ckpt.files)) {
     const src = await ckpt.files.open(f);
     files[f] = (await src.read(0, src.size)).slice();
   }

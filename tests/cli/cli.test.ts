@@ -1,6 +1,6 @@
 // The `webtune` bin, run as a user runs it (a separate process through bin/webtune.mjs).
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -8,7 +8,12 @@ import { directoryFiles } from '../../src/io/files-node';
 import { openCheckpoint } from '../../src/model/checkpoint';
 import { argmax } from '../../src/model/sampling';
 import { referenceLogits } from '../../src/ref/model';
+import { writePeftAdapter } from '../../src/tune/adapter-io';
+import { linears, modelLayout } from '../../src/model/layout';
+import { parseConfig } from '../../src/model/config';
+import type { PeftAdapter } from '../../src/io/peft';
 import { fixture, hasFixture } from '../helpers/fixtures';
+import { normal } from '../helpers/random';
 import { tinyCheckpointFiles, tinyConfigJson, writeFilesToDir } from '../helpers/tiny-models';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -70,5 +75,36 @@ describe('webtune CLI', () => {
     expect(a.code, a.stderr).toBe(0);
     expect(JSON.parse(a.stdout).ids).toEqual(JSON.parse(b.stdout).ids);
     expect(JSON.parse(a.stdout).ids.length).toBeGreaterThan(0);
+  });
+
+  it('merge writes a plain checkpoint that generates what base + adapter generates', () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'webtune-cli-merge-'));
+    const cfgJson = tinyConfigJson('llama');
+    const model = writeFilesToDir(join(tmp, 'base'), tinyCheckpointFiles(cfgJson, { seed: 2 }));
+    const c = parseConfig(cfgJson);
+    const tensors: PeftAdapter['tensors'] = new Map();
+    let seed = 40;
+    for (const d of modelLayout(c).blocks.flatMap((b) => linears(b)).filter((d) => d.short === 'q_proj' || d.short === 'down_proj')) {
+      tensors.set(d.module, { A: Float32Array.from(normal(4 * d.in, seed++, 0.3)), B: Float32Array.from(normal(d.out * 4, seed++, 0.3)), r: 4, inF: d.in, outF: d.out });
+    }
+    const adapter = writeFilesToDir(join(tmp, 'adapter'), writePeftAdapter(c, { lora: { r: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'down_proj'], rslora: false }, tensors }, 'tiny'));
+    const out = join(tmp, 'merged');
+    const r = webtune('merge', '--model', model, '--adapter', adapter, '--out', out);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr + r.stdout).toMatch(/merged 4 layers into the base weights .* wrote 2 files .*F32/);
+    const gen = ['--prompt-ids', '1,5,9', '--max-new-tokens', '12', '--temperature', '0', '--json'];
+    const merged = webtune('generate', '--model', out, ...gen);
+    const withAdapter = webtune('generate', '--model', model, '--adapter', adapter, ...gen);
+    const plain = webtune('generate', '--model', model, ...gen);
+    expect(merged.code, merged.stderr).toBe(0);
+    expect(JSON.parse(merged.stdout).ids).toEqual(JSON.parse(withAdapter.stdout).ids);
+    expect(JSON.parse(merged.stdout).ids).not.toEqual(JSON.parse(plain.stdout).ids);
+
+    const bf16 = webtune('merge', '--model', model, '--adapter', adapter, '--out', join(tmp, 'bf16'), '--dtype', 'bf16');
+    expect(bf16.code, bf16.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(join(tmp, 'bf16', 'config.json'), 'utf8')).torch_dtype).toBe('bfloat16');
+    const bad = webtune('merge', '--model', model, '--adapter', adapter, '--out', join(tmp, 'x'), '--dtype', 'int8');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--dtype must be f32, f16 or bf16, got "int8"/);
   });
 });

@@ -1,0 +1,152 @@
+// Merge a LoRA adapter into its base model and write the result as a plain Hugging Face model folder
+// (config.json, model.safetensors, tokenizer and generation files) that transformers loads without
+// PEFT: W' = W + transpose(B·A, fan_in_fan_out) · scaling (peft-spec §1.5), scaling = alpha / r, or
+// alpha / √r with rsLoRA. Each ΔW entry is summed in float64 and added to W once, so a merged f32
+// model equals base + adapter to f32 rounding.
+//
+// The base is read one tensor at a time; the output is built in memory (the size of the merged
+// model in the chosen dtype), as the other exports are.
+//
+// QLoRA trains against the 4-bit base NF4(W), not W. `nf4Base` merges into that dequantized base, so
+// the merged model is the one the adapter was trained and tried with; a pre-quantized bitsandbytes
+// folder has only NF4(W), so its merge always starts there. (PEFT's own merge of a 4-bit model
+// re-quantizes afterwards, which is lossy; here the merged weights stay in a float dtype.)
+import { carriedFileNames, quantizeLinearWeight, type BnbCheckpoint } from '../io/bnb';
+import { AdapterError, type PeftAdapter } from '../io/peft';
+import { fromF32, writeSafetensors, type TensorToWrite } from '../io/safetensors';
+import type { WeightSource } from '../model/gpu-model';
+import { expectedTensors, linears, modelLayout, type LinearDesc } from '../model/layout';
+import { dequantizeNf4, type Nf4Tensor } from '../quant/nf4';
+import { checkAdapterFits } from './adapter-io';
+
+export type MergeDType = 'F32' | 'F16' | 'BF16';
+
+export interface MergeOptions {
+  /** dtype of every floating tensor written; default: each tensor's dtype in the base (a 4-bit base: the dtype it was quantized from). */
+  dtype?: MergeDType;
+  /** Merge into NF4(W), the 4-bit base QLoRA trains against, with these quantization settings (default blocksize 64, double quantization). */
+  nf4Base?: boolean | { blocksize?: number; doubleQuant?: boolean };
+  /** Names the adapter's files in errors. */
+  adapterFiles?: { config: string; weights: string };
+  onProgress?: (p: { tensor: string; done: number; total: number }) => void;
+}
+
+export interface MergedModel {
+  /** The model folder's files by name. */
+  files: Record<string, Uint8Array | string>;
+  /** The modules whose weights changed. */
+  merged: string[];
+  /** The dtype written (null when tensors kept different dtypes of the base). */
+  dtype: MergeDType | null;
+}
+
+const TORCH_DTYPE: Record<MergeDType, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
+const FROM_TORCH: Record<string, MergeDType> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' };
+
+/** The adapter's scaling as PEFT computes it. */
+export function loraScaling(lora: PeftAdapter['lora']): number {
+  return lora.rslora ? lora.alpha / Math.sqrt(lora.r) : lora.alpha / lora.r;
+}
+
+/**
+ * W (as stored: [out, in] for nn.Linear, [in, out] for GPT-2's Conv1D) plus scale · B·A, B [out, r],
+ * A [r, in]; a new array, W untouched.
+ */
+export function addLoraDelta(
+  w: Float32Array,
+  desc: Pick<LinearDesc, 'in' | 'out' | 'layout' | 'module'>,
+  t: { A: Float32Array; B: Float32Array; r: number },
+  scale: number,
+): Float32Array {
+  const { in: K, out: M } = desc;
+  if (w.length !== K * M) throw new RangeError(`${desc.module}.weight holds ${w.length} values, expected ${M}·${K}`);
+  const out = new Float32Array(w.length);
+  const r = t.r;
+  const inOut = desc.layout === 'in_out';
+  for (let o = 0; o < M; o++) {
+    for (let i = 0; i < K; i++) {
+      let d = 0;
+      for (let j = 0; j < r; j++) d += t.B[o * r + j] * t.A[j * K + i];
+      const at = inOut ? i * M + o : o * K + i;
+      out[at] = w[at] + scale * d;
+    }
+  }
+  return out;
+}
+
+/** An NF4 tensor of W [out, in] back in the stored layout of the linear (transposed for Conv1D). */
+function dequantizedAsStored(q: Nf4Tensor, desc: LinearDesc): Float32Array {
+  const w = dequantizeNf4(q);
+  if (desc.layout === 'out_in') return w;
+  const { in: K, out: M } = desc;
+  const t = new Float32Array(K * M);
+  for (let o = 0; o < M; o++) for (let k = 0; k < K; k++) t[k * M + o] = w[o * K + k];
+  return t;
+}
+
+/** Merge `adapter` into `base` (a float checkpoint or a bitsandbytes 4-bit one): the merged model's files. */
+export async function mergeLora(base: WeightSource, adapter: PeftAdapter, options: MergeOptions = {}): Promise<MergedModel> {
+  const c = base.config;
+  const layout = modelLayout(c);
+  const byModule = new Map(layout.blocks.flatMap((b) => linears(b)).map((d) => [d.module, d]));
+  checkAdapterFits(adapter, [...byModule.values()].map((d) => ({ module: d.module, inF: d.in, outF: d.out })), options.adapterFiles);
+  const scale = loraScaling(adapter.lora);
+  const bnb = 'readNf4' in base ? (base as BnbCheckpoint) : null;
+  const nf4 = bnb ? null : options.nf4Base ? { blocksize: 64, doubleQuant: true, ...(typeof options.nf4Base === 'object' ? options.nf4Base : {}) } : null;
+
+  const expected = expectedTensors(c);
+  const tensors: TensorToWrite[] = [];
+  const dtypes = new Set<MergeDType>();
+  const merged: string[] = [];
+  let done = 0;
+  for (const [name, shape] of expected) {
+    const module = name.endsWith('.weight') ? name.slice(0, -'.weight'.length) : '';
+    const desc = byModule.get(module);
+    let values: Float32Array;
+    let stored: string;
+    const linear = desc ? bnb?.linears.get(desc.module) : undefined;
+    if (desc && linear) {
+      values = dequantizedAsStored(await bnb!.readNf4(desc.module), desc);
+      stored = FROM_TORCH[linear.dtype] ?? 'F32';
+    } else {
+      values = await base.readF32(name);
+      stored = base.dtypeOf(name);
+      if (desc && nf4) values = dequantizedAsStored(quantizeLinearWeight(values, desc, nf4), desc);
+    }
+    const t = desc ? adapter.tensors.get(desc.module) : undefined;
+    if (desc && t) {
+      values = addLoraDelta(values, desc, t, scale);
+      merged.push(desc.module);
+    }
+    const dtype = options.dtype ?? (stored === 'F16' || stored === 'BF16' ? stored : 'F32');
+    dtypes.add(dtype);
+    // GPT-2 keys as on the Hub (no `transformer.` prefix), as the other checkpoint exports write them.
+    const hubName = c.architecture === 'gpt2' ? name.replace(/^transformer\./, '') : name;
+    tensors.push({ name: hubName, dtype, shape, data: fromF32(values, dtype) });
+    options.onProgress?.({ tensor: name, done: ++done, total: expected.size });
+  }
+  if (merged.length === 0) throw new AdapterError('the adapter changes none of the model\'s linear layers: nothing to merge');
+
+  const dtype = dtypes.size === 1 ? [...dtypes][0] : null;
+  const files: Record<string, Uint8Array | string> = {
+    'config.json': mergedConfigJson(base.rawConfig, dtype),
+    'model.safetensors': writeSafetensors(tensors, { format: 'pt' }),
+  };
+  for (const f of carriedFileNames(base.files)) {
+    const src = await base.files.open(f);
+    files[f] = (await src.read(0, src.size)).slice();
+  }
+  return { files, merged, dtype };
+}
+
+/** The base's config.json without quantization_config, with the written dtype. */
+export function mergedConfigJson(raw: Record<string, unknown>, dtype: MergeDType | null): string {
+  const cfg: Record<string, unknown> = { ...raw };
+  delete cfg.quantization_config;
+  if (dtype) {
+    // transformers < 5 reads torch_dtype, 5 reads dtype; keep whichever the base had (torch_dtype when neither).
+    if ('dtype' in cfg) cfg.dtype = TORCH_DTYPE[dtype];
+    if ('torch_dtype' in cfg || !('dtype' in cfg)) cfg.torch_dtype = TORCH_DTYPE[dtype];
+  }
+  return `${JSON.stringify(cfg, null, 2)}\n`;
+}
