@@ -97,7 +97,8 @@ export class TrainState {
 
   files = $state.raw<DownloadFile[]>([]);
   exportKind = $state<ExportedFiles['kind'] | null>(null);
-  exporting = $state(false);
+  /** What is being exported right now (null: nothing). */
+  exporting = $state<'result' | 'merged' | null>(null);
   exportError = $state.raw<FriendlyError | null>(null);
   /** The step the last export holds. */
   savedStep = $state(0);
@@ -307,13 +308,17 @@ export class TrainState {
     void workerApi().stopTraining();
   }
 
-  /** Download the result: export now, or ("Stop and save") stop the run after this step, then export. */
-  async save(stopFirst: boolean): Promise<void> {
+  /**
+   * Download the result: export now, or ("Stop and save") stop the run after this step, then export.
+   * `merged`: a LoRA / QLoRA run's adapter merged into the base model, as one plain model folder.
+   */
+  async save(stopFirst: boolean, what: 'result' | 'merged' = 'result'): Promise<void> {
     if (this.exporting) return;
-    this.exporting = true;
+    this.exporting = what;
     this.exportError = null;
     try {
-      const f = stopFirst ? await workerApi().stopAndSave() : await workerApi().exportAdapter();
+      const api = workerApi();
+      const f = what === 'merged' ? await api.exportMerged() : stopFirst ? await api.stopAndSave() : await api.exportAdapter();
       this.clearFiles();
       this.files = f.files.map((x) => ({ name: x.name, size: x.bytes.byteLength, url: URL.createObjectURL(new Blob([x.bytes], { type: 'application/octet-stream' })) }));
       this.exportKind = f.kind;
@@ -322,7 +327,7 @@ export class TrainState {
     } catch (e) {
       this.exportError = trainError(e);
     } finally {
-      this.exporting = false;
+      this.exporting = null;
     }
   }
 

@@ -291,7 +291,8 @@ export interface TrainResult {
 
 /** Files to download (bytes transferred, not copied). */
 export interface ExportedFiles {
-  kind: 'peft' | 'checkpoint';
+  /** peft: adapter files; checkpoint: the trained model (full, partial, BitFit); merged: base + LoRA merged into one model. */
+  kind: 'peft' | 'checkpoint' | 'merged';
   /** Steps trained when exported. */
   step: number;
   files: { name: string; bytes: ArrayBuffer }[];
@@ -322,6 +323,12 @@ export interface TrainApi {
   exportAdapter(): Promise<ExportedFiles>;
   /** "Stop and save": stop the run after the current step (if one is running), then export. */
   stopAndSave(): Promise<ExportedFiles>;
+  /**
+   * A LoRA / QLoRA run's adapter merged into its base model: a plain Hugging Face model folder
+   * (config.json, model.safetensors, tokenizer files) in the base's dtype unless `dtype` says otherwise.
+   * QLoRA merges into the 4-bit base it trained on (dequantized), so the file is the model tried here.
+   */
+  exportMerged(options?: { dtype?: 'F32' | 'F16' | 'BF16' }): Promise<ExportedFiles>;
 }
 
 export interface ModelApi {

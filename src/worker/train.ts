@@ -5,7 +5,9 @@
 import type { AdapterSet } from '../model/adapters';
 import { generate } from '../model/generate';
 import { InferenceSession } from '../model/inference';
-import { exportPeftAdapter } from '../tune/adapter-io';
+import { AdapterError } from '../io/peft';
+import { adapterFromPlan, exportPeftAdapter } from '../tune/adapter-io';
+import { mergeLora, type MergeDType } from '../tune/merge';
 import {
   DatasetError,
   DatasetLineError,
@@ -120,6 +122,13 @@ interface PreparedRun {
 interface RunControl {
   post: (m: TrainMessage) => void;
   phase: (p: TrainPhase, detail?: string) => void;
+}
+
+const encoder = new TextEncoder();
+/** A file's contents as an ArrayBuffer of its own (transferable to the page without a copy). */
+function bytes(x: string | Uint8Array): ArrayBuffer {
+  const u = typeof x === 'string' ? encoder.encode(x) : x;
+  return u.byteOffset === 0 && u.byteLength === u.buffer.byteLength ? (u.buffer as ArrayBuffer) : (u.slice().buffer as ArrayBuffer);
 }
 
 /** Device losses recovered from in one run before giving up (a GPU that keeps resetting needs a person). */
@@ -587,11 +596,6 @@ export class TrainingService implements TrainApi {
     const src = this.run?.trainer ? { model: this.run.model, trainer: this.run.trainer } : this.last;
     if (!src) throw new NothingToExportError();
     const { model: m, trainer } = src;
-    const enc = new TextEncoder();
-    const bytes = (x: string | Uint8Array): ArrayBuffer => {
-      const u = typeof x === 'string' ? enc.encode(x) : x;
-      return u.byteOffset === 0 && u.byteLength === u.buffer.byteLength ? (u.buffer as ArrayBuffer) : (u.slice().buffer as ArrayBuffer);
-    };
     if (trainer.plan.loraGroups.length) {
       const files = await exportPeftAdapter(trainer.ctx, m.ck.config, trainer.plan, m.info.name);
       return {
@@ -607,6 +611,18 @@ export class TrainingService implements TrainApi {
     if (m.ck.tokenizerJson) files.push({ name: 'tokenizer.json', bytes: bytes(m.ck.tokenizerJson) });
     if (m.ck.tokenizerConfigJson) files.push({ name: 'tokenizer_config.json', bytes: bytes(m.ck.tokenizerConfigJson) });
     return { kind: 'checkpoint', step: trainer.step, files };
+  }
+
+  async exportMerged(options: { dtype?: MergeDType } = {}): Promise<ExportedFiles> {
+    const src = this.run?.trainer ? { model: this.run.model, trainer: this.run.trainer } : this.last;
+    if (!src) throw new NothingToExportError();
+    const { model: m, trainer } = src;
+    if (!trainer.plan.loraGroups.length) {
+      throw new AdapterError('only a LoRA or QLoRA run has an adapter to merge; this run changed the model itself: use "Download model"');
+    }
+    const adapter = await adapterFromPlan(trainer.ctx, trainer.plan);
+    const { files } = await mergeLora(m.weights, adapter, { dtype: options.dtype, nf4Base: trainer.plan.config.method === 'qlora' });
+    return { kind: 'merged', step: trainer.step, files: Object.entries(files).map(([name, data]) => ({ name, bytes: bytes(data) })) };
   }
 
   // ------------------------------------------------------------------ with the model engine

@@ -59,6 +59,7 @@ const api: WorkerApi = {
   stopTraining: () => training.stopTraining(),
   exportAdapter: () => transferred(training.exportAdapter()),
   stopAndSave: () => transferred(training.stopAndSave()),
+  exportMerged: (options) => transferred(training.exportMerged(options)),
   listRuns: () => storage.listRuns(),
   renameRun: (id, name) => storage.renameRun(id, name),
   deleteRun: (id) => storage.deleteRun(id),

@@ -2,8 +2,12 @@
 // model → QLoRA chosen (the memory table marks it) → the worker quantizes the base to NF4 (a notice
 // says how much the frozen weights shrank) → the loss falls and the validation loss ends within 10 %
 // of a LoRA run's with the same settings and seed → the Playground answers with the 4-bit base plus
-// the adapter → "Download adapter" gives PEFT files. Then a LoRA run puts the f32 weights back.
-import { readFileSync } from 'node:fs';
+// the adapter → "Download adapter" gives PEFT files → "Download merged model" gives a plain model folder
+// (the adapter merged into the dequantized 4-bit base). Then a LoRA run puts the f32 weights back, and
+// the merged folder, loaded through the file input, answers exactly what the 4-bit base + adapter did.
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Download, Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { useBuiltSite } from './harness';
@@ -58,6 +62,8 @@ describe('QLoRA in headless Chromium (built site)', () => {
     await page.getByLabel('Temperature').fill('0');
     await page.getByRole('button', { name: 'Generate' }).click();
     await expect.poll(() => page.getByTestId('gen-stats-adapter').textContent(), { timeout: 120_000 }).toMatch(/\d+ tokens/);
+    const tuned = await page.getByTestId('generated-adapter').textContent();
+    expect(tuned?.trim()).toBeTruthy();
 
     // ── the adapter downloads as PEFT files
     const downloads: Download[] = [];
@@ -70,11 +76,40 @@ describe('QLoRA in headless Chromium (built site)', () => {
     expect(cfg.peft_type).toBe('LORA');
     expect(cfg.r).toBe(8);
 
+    // ── the merged model downloads as a plain Hugging Face folder, names and shapes as the base's
+    downloads.length = 0;
+    await page.getByRole('button', { name: 'Download merged model' }).click();
+    await expect.poll(() => downloads.map((d) => d.suggestedFilename()).sort(), { timeout: 60_000 }).toEqual(
+      expect.arrayContaining(['config.json', 'model.safetensors', 'tokenizer.json']),
+    );
+    await expect.poll(() => page.getByTestId('export-files').textContent(), { timeout: 60_000 }).toMatch(/model\.safetensors/);
+    const merged = join(mkdtempSync(join(tmpdir(), 'webtune-merged-')), 'demo-merged');
+    mkdirSync(merged);
+    for (const d of downloads) writeFileSync(join(merged, d.suggestedFilename()), readFileSync((await d.path())!));
+    const mergedConfig = JSON.parse(readFileSync(join(merged, 'config.json'), 'utf8'));
+    expect(mergedConfig.quantization_config).toBeUndefined();
+    const st = readFileSync(join(merged, 'model.safetensors'));
+    const header = JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString('utf8')) as Record<string, { dtype: string; shape: number[] }>;
+    const names = Object.keys(header).filter((k) => k !== '__metadata__');
+    expect(names.some((n) => n.includes('lora'))).toBe(false);
+    expect(names).toContain('model.layers.0.self_attn.q_proj.weight');
+    expect(new Set(names.map((n) => header[n].dtype))).toEqual(new Set(['F32']));
+
     // ── LoRA with the same settings and seed: the f32 base comes back; QLoRA ends within 10 %
     const lora = await train(page, /^LoRA/);
     expect(await notice(page, 'WeightResidency').textContent()).toMatch(/held in f32 again for lora/);
     console.log(`demo model, ${STEPS} steps: validation loss QLoRA ${qlora.toFixed(4)}, LoRA ${lora.toFixed(4)}; ${shrink}`);
     expect(Math.abs(qlora - lora)).toBeLessThanOrEqual(0.1 * lora);
+
+    // ── the merged folder as a model of its own: it answers what the 4-bit base + adapter answered
+    await page.getByLabel('Model folder').setInputFiles(merged);
+    await expect.poll(() => page.getByTestId('model-info').textContent(), { timeout: 120_000 }).toMatch(/demo-merged/);
+    await page.getByLabel('Prompt').fill('Which pet does Mia have?');
+    await page.getByLabel('Max new tokens').fill('6');
+    await page.getByLabel('Temperature').fill('0');
+    await page.getByRole('button', { name: 'Generate' }).click();
+    await expect.poll(() => page.getByTestId('gen-stats').textContent(), { timeout: 120_000 }).toMatch(/\d+ tokens/);
+    expect(await page.getByTestId('generated').textContent()).toBe(tuned);
     expect(errors).toEqual([]);
     await context.close();
   });
