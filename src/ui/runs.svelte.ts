@@ -193,6 +193,14 @@ export class RunsState {
     }, false);
   }
 
+  /** Download a stored LoRA run's adapter merged into the loaded base model, as a plain model folder. */
+  async exportMerged(id: string): Promise<void> {
+    await this.act(async () => {
+      const f = await workerApi().exportRunMerged(id);
+      for (const file of f.files) downloadBlob(new Blob([file.bytes], { type: 'application/octet-stream' }), file.name);
+    }, false);
+  }
+
   async importArchive(file: File): Promise<void> {
     await this.act(() => workerApi().importRun(file));
   }

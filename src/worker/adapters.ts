@@ -33,12 +33,14 @@ import {
   writePeftAdapter,
   type UploadedAdapter,
 } from '../tune/adapter-io';
+import { mergeLora } from '../tune/merge';
 import { TRAIN_STATE_VERSION } from '../tune/trainer';
 import type { AdapterApi, AdapterInfo, ExportedFiles, ModelInfo, StoredRunConfig, TrainSettings } from './api';
 import type { AdapterHooks, Loaded, ModelEngine } from './engine';
 import { NoModelError } from './errors';
 import { DEFAULT_AUTOSAVE_SETTINGS, storedConfig, type Stores } from './persist';
 import type { TrainingService } from './train';
+import { exportedFiles } from './transfer';
 
 /** Stored adapters kept on the GPU at most (each is small: the demo's all-linear r=8 is 131 KB). */
 const CACHED = 3;
@@ -214,11 +216,30 @@ export class AdapterLibrary implements AdapterApi, AdapterHooks {
     const c = m && cfg && fitsModel(cfg, m.info) ? m.ck.config : null;
     // An imported adapter names the base its files named; a trained one, the model it was trained on.
     const files = writePeftAdapter(c, adapter, cfg?.imported?.baseModel ?? cfg?.modelName ?? run.baseModel);
-    return {
-      kind: 'peft',
-      step: ck.info.step,
-      files: Object.entries(files).map(([file, data]) => ({ name: file, bytes: ownBuffer(data) })),
-    };
+    return exportedFiles('peft', ck.info.step, files);
+  }
+
+  /**
+   * A stored LoRA / QLoRA run's adapter (trained or imported) merged into the loaded model, which must
+   * be the run's base: a plain Hugging Face model folder. A QLoRA run merges into the 4-bit base it
+   * was trained on (NF4 as this page quantizes it, dequantized).
+   */
+  async exportRunMerged(runId: string): Promise<ExportedFiles> {
+    const store = await this.stores.get();
+    const run = await getRun(store, runId);
+    if (!run) throw new RunNotFoundError(runId);
+    const cfg = storedConfig(run.config);
+    const m = this.models.current;
+    const base = cfg?.modelName ?? run.baseModel;
+    if (!m) throw new AdapterError(`load the base model of run "${run.name}" (${base}) first: the adapter is merged into its weights`);
+    if (!cfg || !fitsModel(cfg, m.info)) {
+      throw new AdapterError(`run "${run.name}" was made for ${base}, but ${m.info.name} is loaded: load ${base} to merge this adapter into it`);
+    }
+    const ck = await loadLatestCheckpoint(store, runId);
+    if (!ck) throw new AdapterError(`run "${run.name}" has no checkpoint yet, so there is no adapter to merge`);
+    const adapter = await adapterFromState(ck.meta, ck.tensors, `run "${run.name}" (checkpoint of step ${ck.info.step})`);
+    const { files } = await mergeLora(m.weights, adapter, { nf4Base: cfg.settings.method === 'qlora' });
+    return exportedFiles('merged', ck.info.step, files);
   }
 }
 
@@ -228,12 +249,6 @@ function free(c: CachedAdapter): void {
   } catch {
     // its buffers went with a lost device
   }
-}
-
-/** Bytes in a buffer of their own (transferred to the page without a copy). */
-function ownBuffer(x: string | Uint8Array): ArrayBuffer {
-  const u = typeof x === 'string' ? new TextEncoder().encode(x) : x;
-  return u.byteOffset === 0 && u.byteLength === u.buffer.byteLength ? (u.buffer as ArrayBuffer) : (u.slice().buffer as ArrayBuffer);
 }
 
 interface PickedPeftFiles {

@@ -43,6 +43,7 @@ import type { Loaded, ModelEngine } from './engine';
 import { BusyError, NoModelError } from './errors';
 import { DEFAULT_AUTOSAVE_SETTINGS, LockedRunError, ResumeError, RunSaver, datasetId, lockHolderLabel, storedConfig, type Stores } from './persist';
 import { throttled } from './throttle';
+import { exportedFiles, ownBuffer } from './transfer';
 
 /** Problems sent to the page at most (the count says how many there are). */
 export const PROBLEMS_SHOWN = 500;
@@ -122,13 +123,6 @@ interface PreparedRun {
 interface RunControl {
   post: (m: TrainMessage) => void;
   phase: (p: TrainPhase, detail?: string) => void;
-}
-
-const encoder = new TextEncoder();
-/** A file's contents as an ArrayBuffer of its own (transferable to the page without a copy). */
-function bytes(x: string | Uint8Array): ArrayBuffer {
-  const u = typeof x === 'string' ? encoder.encode(x) : x;
-  return u.byteOffset === 0 && u.byteLength === u.buffer.byteLength ? (u.buffer as ArrayBuffer) : (u.slice().buffer as ArrayBuffer);
 }
 
 /** Device losses recovered from in one run before giving up (a GPU that keeps resetting needs a person). */
@@ -598,18 +592,14 @@ export class TrainingService implements TrainApi {
     const { model: m, trainer } = src;
     if (trainer.plan.loraGroups.length) {
       const files = await exportPeftAdapter(trainer.ctx, m.ck.config, trainer.plan, m.info.name);
-      return {
-        kind: 'peft',
-        step: trainer.step,
-        files: Object.entries(files).map(([name, data]) => ({ name, bytes: bytes(data) })),
-      };
+      return exportedFiles('peft', trainer.step, files);
     }
     const files: ExportedFiles['files'] = [
-      { name: 'model.safetensors', bytes: bytes(await trainer.exportModelSafetensors(m.ck)) },
-      { name: 'config.json', bytes: bytes(JSON.stringify(m.ck.rawConfig, null, 2)) },
+      { name: 'model.safetensors', bytes: ownBuffer(await trainer.exportModelSafetensors(m.ck)) },
+      { name: 'config.json', bytes: ownBuffer(JSON.stringify(m.ck.rawConfig, null, 2)) },
     ];
-    if (m.ck.tokenizerJson) files.push({ name: 'tokenizer.json', bytes: bytes(m.ck.tokenizerJson) });
-    if (m.ck.tokenizerConfigJson) files.push({ name: 'tokenizer_config.json', bytes: bytes(m.ck.tokenizerConfigJson) });
+    if (m.ck.tokenizerJson) files.push({ name: 'tokenizer.json', bytes: ownBuffer(m.ck.tokenizerJson) });
+    if (m.ck.tokenizerConfigJson) files.push({ name: 'tokenizer_config.json', bytes: ownBuffer(m.ck.tokenizerConfigJson) });
     return { kind: 'checkpoint', step: trainer.step, files };
   }
 
@@ -622,7 +612,7 @@ export class TrainingService implements TrainApi {
     }
     const adapter = await adapterFromPlan(trainer.ctx, trainer.plan);
     const { files } = await mergeLora(m.weights, adapter, { dtype: options.dtype, nf4Base: trainer.plan.config.method === 'qlora' });
-    return { kind: 'merged', step: trainer.step, files: Object.entries(files).map(([name, data]) => ({ name, bytes: bytes(data) })) };
+    return exportedFiles('merged', trainer.step, files);
   }
 
   // ------------------------------------------------------------------ with the model engine

@@ -71,6 +71,7 @@ const api: WorkerApi = {
   listAdapters: () => adapters.listAdapters(),
   importAdapter: (files, name) => adapters.importAdapter(files, name),
   exportRunAdapter: (runId) => transferred(adapters.exportRunAdapter(runId)),
+  exportRunMerged: (runId) => transferred(adapters.exportRunMerged(runId)),
 };
 
 // The page names its worker "webtune test-hooks" when opened with ?test-hooks (e2e tests only).

@@ -2,7 +2,8 @@
 // against the built site: two short runs on the demo model → both are in the Playground's adapter
 // selector and each answers differently from the base → one run's adapter is downloaded from the run
 // list as PEFT files (safetensors header checked) → those files are imported back as an adapter →
-// it is listed and answers exactly as the run it came from (greedy) → after a reload it is still
+// it is listed and answers exactly as the run it came from (greedy), and downloads merged into the
+// base from the run list → after a reload it is still
 // there, and still answers the same. A PEFT file that is not LoRA is refused, naming the field. No
 // network after the model and data are loaded; no page errors.
 import { readFileSync } from 'node:fs';
@@ -119,6 +120,16 @@ describe('adapters side by side (built site, headless Chromium)', () => {
     const row = runRow(page, 'imported adapter 1');
     await expect.poll(() => row.getByTestId('run-status').textContent(), { timeout: 30_000 }).toBe('imported adapter');
     expect(await row.getByRole('button', { name: /^Resume/ }).count()).toBe(0);
+
+    // ── the imported adapter merged into the loaded base, from the run list: a plain model folder
+    downloads.length = 0;
+    await page.getByRole('button', { name: 'Download imported adapter 1 merged into its base model' }).click();
+    await expect.poll(() => downloads.map((d) => d.suggestedFilename()).sort(), { timeout: 30_000 }).toEqual(
+      expect.arrayContaining(['config.json', 'model.safetensors', 'tokenizer.json']),
+    );
+    const merged = safetensorsHeader(readFileSync((await downloads.find((d) => d.suggestedFilename() === 'model.safetensors')!.path())!));
+    expect(Object.keys(merged).some((k) => k.includes('lora'))).toBe(false);
+    expect(merged['model.layers.3.mlp.down_proj.weight']).toMatchObject({ dtype: 'F32', shape: [64, 128] });
 
     // Generating with stored adapters used no network.
     expect(requests.slice(afterLoad).filter((u) => !u.startsWith('blob:') && !u.startsWith('data:'))).toEqual([]);
