@@ -1,0 +1,181 @@
+// A model as an ONNX graph (opset 17, float32): input_ids [batch, sequence] (int64) → logits
+// [batch, sequence, vocab], causal, positions 0 … sequence−1, no KV cache and no padding mask. The
+// math is the Hugging Face models' (peft-spec §6), written with standard ONNX operators only, so any
+// ONNX runtime runs it (onnxruntime-web is the tests' independent oracle):
+//   Llama / Qwen2: Gather embedding → per block RMSNorm → q, k, v (+ biases) → RoPE (rotate_half,
+//   inv_freq with llama3 scaling when configured) → grouped-query attention with a causal mask →
+//   o_proj → residual → RMSNorm → SiLU(gate)·up → down_proj → residual; final RMSNorm; lm_head (or the
+//   tied embedding).
+//   GPT-2: wte + wpe → LayerNorm → c_attn (Conv1D [in, out]) split in q, k, v → attention → c_proj →
+//   residual → LayerNorm → c_fc → GELU (tanh) → c_proj → residual; ln_f; tied lm_head.
+// Linear weights become initializers in [in, out] layout (MatMul without a Transpose node).
+import { OnnxGraph, ONNX_FLOAT, ONNX_INT64, OnnxExportError } from '../io/onnx';
+import { ropeInvFreq } from '../kernels/rope';
+import type { ModelConfig } from './config';
+import { linears, modelLayout, type LinearDesc, type NormDesc } from './layout';
+
+export interface OnnxWeights {
+  config: ModelConfig;
+  /** A tensor by its Hugging Face name, as f32 in its stored layout. */
+  readF32(name: string): Promise<Float32Array>;
+}
+
+export interface OnnxExportOptions {
+  /** Recorded in the model's metadata (e.g. the base model and the adapter merged into it). */
+  metadata?: Record<string, string>;
+  onProgress?: (p: { tensor: string; done: number; total: number }) => void;
+}
+
+export const ONNX_OPSET = 17;
+
+/** The ONNX model (one .onnx file, weights inside) of `weights`. */
+export async function exportOnnx(weights: OnnxWeights, options: OnnxExportOptions = {}): Promise<Uint8Array> {
+  const c = weights.config;
+  const L = modelLayout(c);
+  const g = new OnnxGraph(`webtune ${c.hfClass}`);
+  const total = L.blocks.length * 9 + 4;
+  let done = 0;
+  const progress = (tensor: string): void => options.onProgress?.({ tensor, done: ++done, total });
+
+  const C = c.hiddenSize;
+  const NH = c.numHeads;
+  const NKV = c.numKvHeads;
+  const D = c.headDim;
+  const groups = NH / NKV;
+  if (!Number.isInteger(groups)) throw new OnnxExportError(`num_attention_heads ${NH} is not a multiple of num_key_value_heads ${NKV}`);
+
+  // Shared constants.
+  const ids = g.input('input_ids', ONNX_INT64, ['batch_size', 'sequence_length']);
+  const shape = g.node('Shape', [ids], {}, undefined, 'input_shape');
+  const seqLen = g.node('Slice', [shape, g.ints('one', [1]), g.ints('two', [2])], {}, undefined, 'seq_len'); // [S]
+  const seqScalar = g.node('Squeeze', [seqLen, g.ints('axis0', [0])], {}, undefined, 'seq_len_scalar');
+  const zeroI = g.intScalar('zero_i64', 0);
+  const oneI = g.intScalar('one_i64', 1);
+  const positions = g.node('Range', [zeroI, seqScalar, oneI], {}, undefined, 'positions'); // [S] int64
+
+  // Causal mask [S, S]: 0 on and below the diagonal, −inf above.
+  const rows = g.node('Unsqueeze', [positions, g.ints('axis1', [1])], {}, undefined, 'mask_rows'); // [S, 1]
+  const cols = g.node('Unsqueeze', [positions, g.ints('axis0b', [0])], {}, undefined, 'mask_cols'); // [1, S]
+  const future = g.node('Less', [rows, cols], {}, undefined, 'future'); // j > i
+  const mask = g.node('Where', [future, g.scalar('neg_inf', -Infinity), g.scalar('zero_f', 0)], {}, undefined, 'causal_mask');
+
+  // Embeddings.
+  const embed = g.weight(L.embed, [c.vocabSize, C], await weights.readF32(L.embed));
+  progress(L.embed);
+  let x = g.node('Gather', [embed, ids], { axis: 0 }, undefined, 'embed'); // [B, S, C]
+  if (L.positions) {
+    const wpe = g.weight(L.positions, [c.maxPositions, C], await weights.readF32(L.positions));
+    progress(L.positions);
+    x = g.node('Add', [x, g.node('Gather', [wpe, positions], { axis: 0 }, undefined, 'wpe_lookup')], {}, undefined, 'embed_pos');
+  }
+
+  // RoPE tables for positions 0 … S−1, computed in the graph as transformers does: freqs = pos ⊗ inv_freq.
+  let cos: string | null = null;
+  let sin: string | null = null;
+  if (c.positions === 'rope') {
+    const s = c.ropeScaling;
+    const inv = ropeInvFreq(
+      D,
+      c.ropeTheta,
+      s ? { factor: s.factor, low_freq_factor: s.lowFreqFactor, high_freq_factor: s.highFreqFactor, original_max_position_embeddings: s.originalMaxPositionEmbeddings } : undefined,
+    );
+    const posF = g.node('Cast', [rows], { to: ONNX_FLOAT }, undefined, 'positions_f32'); // [S, 1]
+    const freqs = g.node('Mul', [posF, g.weight('rope_inv_freq', [D / 2], inv)], {}, undefined, 'rope_freqs'); // [S, D/2]
+    const emb = g.node('Concat', [freqs, freqs], { axis: -1 }, undefined, 'rope_emb'); // [S, D]
+    cos = g.node('Cos', [emb], {}, undefined, 'rope_cos');
+    sin = g.node('Sin', [emb], {}, undefined, 'rope_sin');
+  }
+
+  const norm = async (d: NormDesc, input: string): Promise<string> => {
+    const w = g.weight(`${d.module}.weight`, [d.size], await weights.readF32(`${d.module}.weight`));
+    if (c.norm === 'layernorm') {
+      const b = d.bias ? g.weight(`${d.module}.bias`, [d.size], await weights.readF32(`${d.module}.bias`)) : g.weight(`${d.module}.zero_bias`, [d.size], new Float32Array(d.size));
+      return g.node('LayerNormalization', [input, w, b], { axis: -1, epsilon: { float: c.normEps } }, undefined, d.module);
+    }
+    // RMSNorm: x / sqrt(mean(x²) + eps) · w
+    const ms = g.node('ReduceMean', [g.node('Mul', [input, input])], { axes: [-1], keepdims: 1 });
+    const rms = g.node('Sqrt', [g.node('Add', [ms, g.scalar(`${d.module}.eps`, c.normEps)])]);
+    return g.node('Mul', [g.node('Div', [input, rms]), w], {}, undefined, d.module);
+  };
+
+  /** x · W (+ b) with W as [in, out] (nn.Linear weights transposed here, Conv1D weights as stored). */
+  const linear = async (d: LinearDesc, input: string): Promise<string> => {
+    const w = await weights.readF32(`${d.module}.weight`);
+    let inOut = w;
+    if (d.layout === 'out_in') {
+      inOut = new Float32Array(w.length);
+      for (let o = 0; o < d.out; o++) for (let i = 0; i < d.in; i++) inOut[i * d.out + o] = w[o * d.in + i];
+    }
+    progress(`${d.module}.weight`);
+    let y = g.node('MatMul', [input, g.weight(`${d.module}.weight`, [d.in, d.out], inOut)], {}, undefined, d.module);
+    if (d.bias) y = g.node('Add', [y, g.weight(`${d.module}.bias`, [d.out], await weights.readF32(`${d.module}.bias`))], {}, undefined, `${d.module}.add_bias`);
+    return y;
+  };
+
+  /** [B, S, heads·D] → [B, heads, S, D] */
+  const heads = (t: string, n: number): string =>
+    g.node('Transpose', [g.node('Reshape', [t, g.ints('shape_heads', [0, 0, n, D])])], { perm: [0, 2, 1, 3] });
+  const rope = (t: string): string => {
+    if (!cos || !sin) return t;
+    const [x1, x2] = g.nodeN('Split', [t, g.ints('halves', [D / 2, D / 2])], 2, { axis: -1 });
+    const rotated = g.node('Concat', [g.node('Neg', [x2]), x1], { axis: -1 });
+    return g.node('Add', [g.node('Mul', [t, cos]), g.node('Mul', [rotated, sin])]);
+  };
+  const scale = g.scalar('attn_scale', 1 / Math.sqrt(D));
+
+  for (const [i, b] of L.blocks.entries()) {
+    const h = await norm(b.attnNorm, x);
+    let q: string, k: string, v: string;
+    if ('fused' in b.qkv) {
+      const qkv = await linear(b.qkv.fused, h);
+      [q, k, v] = g.nodeN('Split', [qkv, g.ints('qkv_split', [C, C, C])], 3, { axis: -1 }, `layer${i}.qkv_split`);
+    } else {
+      q = await linear(b.qkv.q, h);
+      k = await linear(b.qkv.k, h);
+      v = await linear(b.qkv.v, h);
+    }
+    // Grouped-query attention without repeating k and v: q as [B, NKV, G, S, D] against k, v as [B, NKV, 1, S, D].
+    const q5 = g.node('Reshape', [rope(heads(q, NH)), g.ints('shape_q5', [0, NKV, groups, -1, D])]);
+    const k5 = g.node('Unsqueeze', [rope(heads(k, NKV)), g.ints('axis2', [2])]);
+    const v5 = g.node('Unsqueeze', [heads(v, NKV), g.ints('axis2', [2])]);
+    const scores = g.node('Add', [g.node('Mul', [g.node('MatMul', [q5, g.node('Transpose', [k5], { perm: [0, 1, 2, 4, 3] })]), scale]), mask]);
+    const probs = g.node('Softmax', [scores], { axis: -1 }, undefined, `layer${i}.attn_probs`);
+    const ctx5 = g.node('MatMul', [probs, v5]); // [B, NKV, G, S, D]
+    const ctx = g.node('Reshape', [g.node('Transpose', [g.node('Reshape', [ctx5, g.ints('shape_ctx4', [0, NH, -1, D])])], { perm: [0, 2, 1, 3] }), g.ints('shape_merge', [0, 0, NH * D])]);
+    x = g.node('Add', [x, await linear(b.o, ctx)], {}, undefined, `layer${i}.attn_residual`);
+
+    const h2 = await norm(b.mlpNorm, x);
+    let act: string;
+    if (b.gate) {
+      const gate = await linear(b.gate, h2);
+      const up = await linear(b.up, h2);
+      act = g.node('Mul', [g.node('Mul', [gate, g.node('Sigmoid', [gate])]), up], {}, undefined, `layer${i}.swiglu`);
+    } else {
+      // GELU, tanh approximation (gelu_new): 0.5·u·(1 + tanh(√(2/π)·(u + 0.044715·u³)))
+      const u = await linear(b.up, h2);
+      const cube = g.node('Mul', [g.node('Mul', [u, u]), u]);
+      const inner = g.node('Mul', [g.node('Add', [u, g.node('Mul', [cube, g.scalar('gelu_c', 0.044715)])]), g.scalar('gelu_k', Math.sqrt(2 / Math.PI))]);
+      const t = g.node('Add', [g.node('Tanh', [inner]), g.scalar('gelu_one', 1)]);
+      act = g.node('Mul', [g.node('Mul', [u, t]), g.scalar('gelu_half', 0.5)], {}, undefined, `layer${i}.gelu`);
+    }
+    x = g.node('Add', [x, await linear(b.down, act)], {}, undefined, `layer${i}.mlp_residual`);
+  }
+  const final = await norm(L.finalNorm, x);
+  let head: string;
+  if (L.lmHead) {
+    const w = await weights.readF32(L.lmHead);
+    head = g.node('Transpose', [g.weight(L.lmHead, [c.vocabSize, C], w)], { perm: [1, 0] }, undefined, 'lm_head_t');
+  } else {
+    head = g.node('Transpose', [embed], { perm: [1, 0] }, undefined, 'tied_lm_head');
+  }
+  progress(L.lmHead ?? 'lm_head (tied)');
+  const logits = g.node('MatMul', [final, head], {}, undefined, 'lm_head');
+  g.output(logits, 'logits', ONNX_FLOAT, ['batch_size', 'sequence_length', c.vocabSize]);
+  return g.serialize({
+    opset: ONNX_OPSET,
+    producer: 'webtune',
+    producerVersion: '0.1.0',
+    doc: `${c.hfClass}: input_ids [batch, sequence] → logits [batch, sequence, vocab]; causal, positions 0…sequence−1, no KV cache.`,
+    metadata: { architecture: c.hfClass, ...options.metadata },
+  });
+}
