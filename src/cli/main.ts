@@ -4,11 +4,11 @@
 //                    [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--seed S] [--json]
 import { parseArgs } from 'node:util';
 import { acquireNodeContext } from '../gpu/node';
-import type { Checkpoint, GenerationDefaults } from '../model/checkpoint';
+import { openCheckpoint, type Checkpoint, type GenerationDefaults } from '../model/checkpoint';
 import { openModel } from '../model/open';
 import { writeBnbCheckpoint } from '../io/bnb';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parameterCount } from '../model/config';
 import { generate, TextStreamer } from '../model/generate';
 import { GpuModel } from '../model/gpu-model';
@@ -18,7 +18,9 @@ import { TextTokenizer } from '../model/tokenizer';
 import { directoryFiles } from '../io/files-node';
 import { readPeftAdapter } from '../io/peft';
 import { loadAdapterIntoPlan } from '../tune/adapter-io';
-import { mergeLora, type MergeDType } from '../tune/merge';
+import { floatWeights, mergeLora, type MergeDType } from '../tune/merge';
+import { exportOnnx, ONNX_OPSET, type OnnxWeights } from '../model/onnx';
+import { memoryFiles } from '../io/files';
 import { planMethod, releasePlan, type MethodPlan } from '../tune/methods';
 import { modelFilesFromArg } from './source';
 import { demoCmd } from './demo';
@@ -38,6 +40,8 @@ const USAGE = `usage:
   webtune merge --model M --adapter DIR --out DIR [--dtype f32|f16|bf16] [--nf4-base]
                 (the adapter merged into the weights: a plain Hugging Face model folder; --nf4-base merges
                 into the 4-bit base a QLoRA adapter was trained on)
+  webtune onnx --model M [--adapter DIR [--nf4-base]] --out FILE.onnx
+                (one ONNX file, opset 17: input_ids → logits, the adapter merged in when given)
   webtune demo [--steps N] [--out DIR]   (fine-tunes the built-in demo model with LoRA, offline)
   webtune generate --model M (--prompt TEXT | --prompt-ids 1,2,3) [--chat] [--max-new-tokens N]
                    [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--seed S] [--json]
@@ -246,6 +250,35 @@ async function mergeCmd(argv: string[]): Promise<void> {
   );
 }
 
+/** `webtune onnx --model M [--adapter DIR] --out FILE.onnx`: the model (with the adapter merged in) as ONNX. */
+async function onnxCmd(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { model: { type: 'string' }, adapter: { type: 'string' }, out: { type: 'string' }, 'nf4-base': { type: 'boolean' } },
+  });
+  if (!values.out) throw new UsageError('--out FILE.onnx is required');
+  if (values['nf4-base'] && !values.adapter) throw new UsageError('--nf4-base goes with --adapter (it says which base the adapter was trained on)');
+  const opened = await loadCheckpoint(values.model);
+  const t0 = performance.now();
+  let source: OnnxWeights;
+  if (values.adapter) {
+    const adapter = await readPeftAdapter(directoryFiles(values.adapter));
+    const { files } = await mergeLora(opened.weights, adapter, {
+      dtype: 'F32',
+      nf4Base: values['nf4-base'],
+      adapterFiles: { config: join(values.adapter, 'adapter_config.json'), weights: join(values.adapter, 'adapter_model.safetensors') },
+    });
+    source = await openCheckpoint(memoryFiles('merged', files));
+  } else {
+    const read = floatWeights(opened.weights);
+    source = { config: opened.config, readF32: async (name) => (await read(name)).values };
+  }
+  const bytes = await exportOnnx(source, { metadata: { base_model: values.model!, ...(values.adapter ? { adapter: values.adapter } : {}) } });
+  mkdirSync(dirname(resolve(values.out)), { recursive: true });
+  writeFileSync(values.out, bytes);
+  log(`wrote ${values.out} (${(bytes.byteLength / 2 ** 20).toFixed(2)} MiB, ONNX opset ${ONNX_OPSET}, input_ids → logits${values.adapter ? ', adapter merged' : ''}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
@@ -270,6 +303,9 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'merge':
         await mergeCmd(rest);
+        return 0;
+      case 'onnx':
+        await onnxCmd(rest);
         return 0;
       case undefined:
       case '-h':

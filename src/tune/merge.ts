@@ -84,6 +84,29 @@ function dequantizedAsStored(q: Nf4Tensor, desc: LinearDesc): Float32Array {
   return t;
 }
 
+/**
+ * Every tensor of `base` by name, as f32 in its stored layout, with the float dtype it had: a
+ * bitsandbytes 4-bit base's linears dequantized; with `nf4`, a float base's linears through NF4 and
+ * back (the base QLoRA trains against).
+ */
+export function floatWeights(
+  base: WeightSource,
+  nf4?: MergeOptions['nf4Base'],
+): (name: string) => Promise<{ values: Float32Array; dtype: MergeDType }> {
+  const byWeight = new Map(modelLayout(base.config).blocks.flatMap((b) => linears(b)).map((d) => [`${d.module}.weight`, d]));
+  const bnb = 'readNf4' in base ? (base as BnbCheckpoint) : null;
+  const settings = bnb || !nf4 ? null : { blocksize: 64, doubleQuant: true, ...(typeof nf4 === 'object' ? nf4 : {}) };
+  return async (name) => {
+    const desc = byWeight.get(name);
+    const linear = desc ? bnb?.linears.get(desc.module) : undefined;
+    if (desc && linear) return { values: dequantizedAsStored(await bnb!.readNf4(desc.module), desc), dtype: FROM_TORCH[linear.dtype] ?? 'F32' };
+    let values = await base.readF32(name);
+    const stored = base.dtypeOf(name);
+    if (desc && settings) values = dequantizedAsStored(quantizeLinearWeight(values, desc, settings), desc);
+    return { values, dtype: stored === 'F16' || stored === 'BF16' ? stored : 'F32' };
+  };
+}
+
 /** Merge `adapter` into `base` (a float checkpoint or a bitsandbytes 4-bit one): the merged model's files. */
 export async function mergeLora(base: WeightSource, adapter: PeftAdapter, options: MergeOptions = {}): Promise<MergedModel> {
   const c = base.config;
@@ -91,34 +114,24 @@ export async function mergeLora(base: WeightSource, adapter: PeftAdapter, option
   const byModule = new Map(layout.blocks.flatMap((b) => linears(b)).map((d) => [d.module, d]));
   checkAdapterFits(adapter, [...byModule.values()].map((d) => ({ module: d.module, inF: d.in, outF: d.out })), options.adapterFiles);
   const scale = loraScaling(adapter.lora);
-  const bnb = 'readNf4' in base ? (base as BnbCheckpoint) : null;
-  const nf4 = bnb ? null : options.nf4Base ? { blocksize: 64, doubleQuant: true, ...(typeof options.nf4Base === 'object' ? options.nf4Base : {}) } : null;
 
   const expected = expectedTensors(c);
   const tensors: TensorToWrite[] = [];
   const dtypes = new Set<MergeDType>();
   const merged: string[] = [];
   let done = 0;
+  const read = floatWeights(base, options.nf4Base);
   for (const [name, shape] of expected) {
     const module = name.endsWith('.weight') ? name.slice(0, -'.weight'.length) : '';
     const desc = byModule.get(module);
-    let values: Float32Array;
-    let stored: string;
-    const linear = desc ? bnb?.linears.get(desc.module) : undefined;
-    if (desc && linear) {
-      values = dequantizedAsStored(await bnb!.readNf4(desc.module), desc);
-      stored = FROM_TORCH[linear.dtype] ?? 'F32';
-    } else {
-      values = await base.readF32(name);
-      stored = base.dtypeOf(name);
-      if (desc && nf4) values = dequantizedAsStored(quantizeLinearWeight(values, desc, nf4), desc);
-    }
+    const weight = await read(name);
+    let values = weight.values;
     const t = desc ? adapter.tensors.get(desc.module) : undefined;
     if (desc && t) {
       values = addLoraDelta(values, desc, t, scale);
       merged.push(desc.module);
     }
-    const dtype = options.dtype ?? (stored === 'F16' || stored === 'BF16' ? stored : 'F32');
+    const dtype = options.dtype ?? weight.dtype;
     dtypes.add(dtype);
     // GPT-2 keys as on the Hub (no `transformer.` prefix), as the other checkpoint exports write them.
     const hubName = c.architecture === 'gpt2' ? name.replace(/^transformer\./, '') : name;

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as ort from 'onnxruntime-web';
 import { describe, expect, it } from 'vitest';
 import { directoryFiles } from '../../src/io/files-node';
 import { openCheckpoint } from '../../src/model/checkpoint';
@@ -77,7 +78,7 @@ describe('webtune CLI', () => {
     expect(JSON.parse(a.stdout).ids.length).toBeGreaterThan(0);
   });
 
-  it('merge writes a plain checkpoint that generates what base + adapter generates', () => {
+  it('merge writes a plain checkpoint that generates what base + adapter generates; onnx exports it', async () => {
     const tmp = mkdtempSync(join(tmpdir(), 'webtune-cli-merge-'));
     const cfgJson = tinyConfigJson('llama');
     const model = writeFilesToDir(join(tmp, 'base'), tinyCheckpointFiles(cfgJson, { seed: 2 }));
@@ -99,6 +100,21 @@ describe('webtune CLI', () => {
     expect(merged.code, merged.stderr).toBe(0);
     expect(JSON.parse(merged.stdout).ids).toEqual(JSON.parse(withAdapter.stdout).ids);
     expect(JSON.parse(merged.stdout).ids).not.toEqual(JSON.parse(plain.stdout).ids);
+
+    // The same through ONNX: `webtune onnx` with the adapter, run greedily by onnxruntime-web.
+    const onnxFile = join(tmp, 'onnx', 'model.onnx');
+    const o = webtune('onnx', '--model', model, '--adapter', adapter, '--out', onnxFile);
+    expect(o.code, o.stderr).toBe(0);
+    expect(o.stderr + o.stdout).toMatch(/ONNX opset 17, input_ids → logits, adapter merged/);
+    ort.env.wasm.numThreads = 1;
+    const session = await ort.InferenceSession.create(readFileSync(onnxFile));
+    const seq = [1, 5, 9];
+    for (let t = 0; t < 12; t++) {
+      const logits = (await session.run({ input_ids: new ort.Tensor('int64', BigInt64Array.from(seq.map(BigInt)), [1, seq.length]) })).logits.data as Float32Array;
+      seq.push(argmax(logits.subarray((seq.length - 1) * c.vocabSize)));
+    }
+    await session.release();
+    expect(seq.slice(3)).toEqual(JSON.parse(merged.stdout).ids.slice(0, 12));
 
     const bf16 = webtune('merge', '--model', model, '--adapter', adapter, '--out', join(tmp, 'bf16'), '--dtype', 'bf16');
     expect(bf16.code, bf16.stderr).toBe(0);

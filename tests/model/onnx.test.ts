@@ -9,6 +9,8 @@ import { directoryFiles } from '../../src/io/files-node';
 import { OnnxExportError, OnnxGraph, ONNX_FLOAT } from '../../src/io/onnx';
 import { openCheckpoint, type Checkpoint } from '../../src/model/checkpoint';
 import { exportOnnx } from '../../src/model/onnx';
+import { openBnbCheckpoint, writeBnbCheckpoint } from '../../src/io/bnb';
+import { floatWeights } from '../../src/tune/merge';
 import { argmax } from '../../src/model/sampling';
 import { referenceLogits } from '../../src/ref/model';
 import { expectClose } from '../helpers/compare';
@@ -81,6 +83,24 @@ describe('exportOnnx: onnxruntime-web computes the reference model', () => {
       }
     });
   }
+});
+
+describe('exportOnnx of a pre-quantized bitsandbytes folder', () => {
+  it('exports the dequantized weights (floatWeights): logits of the reference model on NF4(W)', async () => {
+    const ck = await openCheckpoint(memoryFiles('base', tinyCheckpointFiles(tinyConfigJson('llama'), { seed: 13 })));
+    const bnb = await openBnbCheckpoint(memoryFiles('bnb', await writeBnbCheckpoint(ck)));
+    const read = floatWeights(bnb);
+    const out = await runOnnx(await exportOnnx({ config: bnb.config, readF32: async (n) => (await read(n)).values }), [[4, 8, 15, 16, 23, 42]]);
+    const w = new Map<string, Float64Array>();
+    for (const name of ck.tensors.keys()) w.set(name, Float64Array.from((await read(name)).values));
+    const ref = referenceLogits(ck.config, w, [[4, 8, 15, 16, 23, 42]]);
+    let m = 0;
+    for (const v of ref) m = Math.max(m, Math.abs(v));
+    expectClose(out.data, ref, { rtol: 1e-4, atol: 1e-4 * m }, 'bnb → onnx');
+    // NF4 is not W: the dequantized weights really were used.
+    const plain = referenceLogits(ck.config, await referenceWeights(ck), [[4, 8, 15, 16, 23, 42]]);
+    expect(Math.max(...ref.map((v, i) => Math.abs(v - plain[i])))).toBeGreaterThan(1e-3);
+  });
 });
 
 describe.skipIf(!hasFixture('stories260k'))('exportOnnx on a real pretrained model (stories260k)', () => {
