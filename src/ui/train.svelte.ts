@@ -10,6 +10,9 @@ import { usesLora, type RunConfig } from './run-config';
 import { RunsState, type Curve, type RunView } from './runs.svelte';
 import { workerApi } from './worker-client';
 
+/** What the Export panel downloads: the run's result (adapter or model), the merged model, or ONNX. */
+export type ExportWhat = 'result' | 'merged' | 'onnx';
+
 export interface Curves {
   loss: Curve;
   evalLoss: Curve;
@@ -98,7 +101,7 @@ export class TrainState {
   files = $state.raw<DownloadFile[]>([]);
   exportKind = $state<ExportedFiles['kind'] | null>(null);
   /** What is being exported right now (null: nothing). */
-  exporting = $state<'result' | 'merged' | null>(null);
+  exporting = $state<ExportWhat | null>(null);
   exportError = $state.raw<FriendlyError | null>(null);
   /** The step the last export holds. */
   savedStep = $state(0);
@@ -310,15 +313,16 @@ export class TrainState {
 
   /**
    * Download the result: export now, or ("Stop and save") stop the run after this step, then export.
-   * `merged`: a LoRA / QLoRA run's adapter merged into the base model, as one plain model folder.
+   * `merged`: a LoRA / QLoRA run's adapter merged into the base model, as one plain model folder;
+   * `onnx`: the trained (or merged) model as one model.onnx.
    */
-  async save(stopFirst: boolean, what: 'result' | 'merged' = 'result'): Promise<void> {
+  async save(stopFirst: boolean, what: ExportWhat = 'result'): Promise<void> {
     if (this.exporting) return;
     this.exporting = what;
     this.exportError = null;
     try {
       const api = workerApi();
-      const f = what === 'merged' ? await api.exportMerged() : stopFirst ? await api.stopAndSave() : await api.exportAdapter();
+      const f = what === 'merged' ? await api.exportMerged() : what === 'onnx' ? await api.exportOnnx() : stopFirst ? await api.stopAndSave() : await api.exportAdapter();
       this.clearFiles();
       this.files = f.files.map((x) => ({ name: x.name, size: x.bytes.byteLength, url: URL.createObjectURL(new Blob([x.bytes], { type: 'application/octet-stream' })) }));
       this.exportKind = f.kind;

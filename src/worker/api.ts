@@ -291,8 +291,8 @@ export interface TrainResult {
 
 /** Files to download (bytes transferred, not copied). */
 export interface ExportedFiles {
-  /** peft: adapter files; checkpoint: the trained model (full, partial, BitFit); merged: base + LoRA merged into one model. */
-  kind: 'peft' | 'checkpoint' | 'merged';
+  /** peft: adapter files; checkpoint: the trained model (full, partial, BitFit); merged: base + LoRA merged into one model; onnx: model.onnx. */
+  kind: 'peft' | 'checkpoint' | 'merged' | 'onnx';
   /** Steps trained when exported. */
   step: number;
   files: { name: string; bytes: ArrayBuffer }[];
@@ -329,6 +329,11 @@ export interface TrainApi {
    * QLoRA merges into the 4-bit base it trained on (dequantized), so the file is the model tried here.
    */
   exportMerged(options?: { dtype?: 'F32' | 'F16' | 'BF16' }): Promise<ExportedFiles>;
+  /**
+   * The last run's model as one ONNX file (opset 17, float32, input_ids → logits): the trained model,
+   * or for LoRA / QLoRA the adapter merged into the base first.
+   */
+  exportOnnx(): Promise<ExportedFiles>;
 }
 
 export interface ModelApi {

@@ -8,6 +8,9 @@ import { InferenceSession } from '../model/inference';
 import { AdapterError } from '../io/peft';
 import { adapterFromPlan, exportPeftAdapter } from '../tune/adapter-io';
 import { mergeLora, type MergeDType } from '../tune/merge';
+import { memoryFiles } from '../io/files';
+import { openCheckpoint } from '../model/checkpoint';
+import { exportOnnx } from '../model/onnx';
 import {
   DatasetError,
   DatasetLineError,
@@ -613,6 +616,22 @@ export class TrainingService implements TrainApi {
     const adapter = await adapterFromPlan(trainer.ctx, trainer.plan);
     const { files } = await mergeLora(m.weights, adapter, { dtype: options.dtype, nf4Base: trainer.plan.config.method === 'qlora' });
     return exportedFiles('merged', trainer.step, files);
+  }
+
+  async exportOnnx(): Promise<ExportedFiles> {
+    const src = this.run?.trainer ? { model: this.run.model, trainer: this.run.trainer } : this.last;
+    if (!src) throw new NothingToExportError();
+    const { model: m, trainer } = src;
+    let files: Record<string, string | Uint8Array>;
+    if (trainer.plan.loraGroups.length) {
+      const adapter = await adapterFromPlan(trainer.ctx, trainer.plan);
+      ({ files } = await mergeLora(m.weights, adapter, { dtype: 'F32', nf4Base: trainer.plan.config.method === 'qlora' }));
+    } else {
+      files = { 'config.json': JSON.stringify(m.ck.rawConfig), 'model.safetensors': await trainer.exportModelSafetensors(m.ck) };
+    }
+    const trained = await openCheckpoint(memoryFiles(m.info.name, files));
+    const onnx = await exportOnnx(trained, { metadata: { base_model: m.info.name, method: trainer.plan.config.method, step: String(trainer.step) } });
+    return exportedFiles('onnx', trainer.step, { 'model.onnx': onnx });
   }
 
   // ------------------------------------------------------------------ with the model engine

@@ -60,6 +60,7 @@ const api: WorkerApi = {
   exportAdapter: () => transferred(training.exportAdapter()),
   stopAndSave: () => transferred(training.stopAndSave()),
   exportMerged: (options) => transferred(training.exportMerged(options)),
+  exportOnnx: () => transferred(training.exportOnnx()),
   listRuns: () => storage.listRuns(),
   renameRun: (id, name) => storage.renameRun(id, name),
   deleteRun: (id) => storage.deleteRun(id),

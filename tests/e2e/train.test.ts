@@ -2,13 +2,16 @@
 // against the built site: demo model → demo dataset (preview with trained tokens marked) → LoRA
 // settings and the memory estimate → train (the chart gets points, the loss falls, pause holds and
 // resume continues) → "Stop and save" downloads a PEFT adapter whose files are checked → the
-// Playground answers with the base model and with the adapter side by side → a second run lists what
+// Playground answers with the base model and with the adapter side by side → "Download ONNX" gives a
+// model.onnx that onnxruntime-web decodes to the adapter's same answer → a second run lists what
 // changed → the configuration link round-trips → a malformed JSONL file shows its bad lines → the
 // page warns before leaving with unsaved steps. No page errors throughout.
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Download, Page } from 'playwright-core';
 import { beforeAll, describe, expect, it } from 'vitest';
+import * as ort from 'onnxruntime-web';
+import { TextTokenizer } from '../../src/model/tokenizer';
 import { root, useBuiltSite } from './harness';
 
 const SHOTS = process.env.WEBTUNE_SCREENSHOTS ?? join(root, '.test-results', 'screenshots');
@@ -39,6 +42,32 @@ function safetensorsHeader(bytes: Buffer): Record<string, { dtype: string; shape
   const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: string; shape: number[] }>;
   delete header.__metadata__;
   return header;
+}
+
+
+/** Greedy text of an exported model.onnx run by onnxruntime-web, encoded and decoded with the demo's tokenizer as the page does. */
+async function greedyOnnx(onnx: Buffer, prompt: string, maxNewTokens: number): Promise<string> {
+  const tok = TextTokenizer.fromText(readFileSync(join(root, 'public', 'demo', 'tokenizer.json'), 'utf8'), readFileSync(join(root, 'public', 'demo', 'tokenizer_config.json'), 'utf8'));
+  const eos = [JSON.parse(readFileSync(join(root, 'public', 'demo', 'config.json'), 'utf8')).eos_token_id].flat() as number[];
+  ort.env.wasm.numThreads = 1;
+  const session = await ort.InferenceSession.create(onnx);
+  const seq = tok.encode(prompt, true);
+  const out: number[] = [];
+  try {
+    for (let t = 0; t < maxNewTokens; t++) {
+      const logits = (await session.run({ input_ids: new ort.Tensor('int64', BigInt64Array.from(seq.map(BigInt)), [1, seq.length]) })).logits;
+      const V = logits.dims[2];
+      const last = (logits.data as Float32Array).subarray((seq.length - 1) * V);
+      let best = 0;
+      for (let v = 1; v < V; v++) if (last[v] > last[best]) best = v;
+      if (eos.includes(best)) break;
+      out.push(best);
+      seq.push(best);
+    }
+  } finally {
+    await session.release();
+  }
+  return tok.decode(out);
 }
 
 describe('training in headless Chromium (built site)', () => {
@@ -145,6 +174,13 @@ describe('training in headless Chromium (built site)', () => {
     const tuned = await page.getByTestId('generated-adapter').textContent();
     expect(tuned).not.toBe(base);
     await shot(page, 'train-playground.png');
+
+    // ── the run as ONNX (adapter merged in): onnxruntime-web, greedy, answers what the Playground did
+    downloads.length = 0;
+    await page.getByRole('button', { name: 'Download ONNX' }).click();
+    await expect.poll(() => downloads.length, { timeout: 60_000 }).toBe(1);
+    expect(downloads[0].suggestedFilename()).toBe('model.onnx');
+    expect(await greedyOnnx(readFileSync((await downloads[0].path())!), 'Which pet does Mia have?', 6)).toBe(tuned);
 
     // Training and generation used no network after the model and data were loaded.
     expect(requests.slice(afterLoad).filter((u) => !u.startsWith('blob:') && !u.startsWith('data:'))).toEqual([]);
