@@ -2,6 +2,8 @@
 // NodeProto, TensorProto, ValueInfoProto, AttributeProto, OperatorSetIdProto) in protobuf's wire
 // format, and a small graph builder that names values as it goes. Field numbers as onnx/onnx.proto.
 // A protobuf message may not exceed 2 GiB, so weights above that are refused (no external data).
+// Tensor data is referenced until the end and copied once into the file's buffer, so exporting
+// needs about twice the weights' size in memory.
 
 /** TensorProto.DataType */
 export const ONNX_FLOAT = 1;
@@ -14,40 +16,59 @@ export class OnnxExportError extends Error {
 
 // ── protobuf wire format ────────────────────────────────────────────────────────────────────────
 
-/** A growable byte buffer with protobuf's encodings. */
+/**
+ * Protobuf's encodings into a list of byte chunks: large byte fields (tensor data) and nested
+ * messages are kept by reference and copied once, by finish(), into the file's single buffer.
+ */
 class Writer {
-  private buf = new Uint8Array(1024);
+  private readonly parts: Uint8Array[] = [];
+  private scratch = new Uint8Array(256);
+  private used = 0;
+  /** Bytes written so far (chunks + scratch). */
   length = 0;
 
-  private ensure(n: number): void {
-    if (this.length + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < this.length + n) size *= 2;
-    const next = new Uint8Array(size);
-    next.set(this.buf.subarray(0, this.length));
-    this.buf = next;
+  private room(n: number): void {
+    if (this.used + n <= this.scratch.length) return;
+    this.flush();
+    if (n > this.scratch.length) this.scratch = new Uint8Array(n);
   }
 
-  /** An unsigned varint (numbers up to 2^53; negative int64 as two's complement, 10 bytes). */
+  private flush(): void {
+    if (this.used === 0) return;
+    this.parts.push(this.scratch.subarray(0, this.used));
+    this.scratch = new Uint8Array(this.scratch.length);
+    this.used = 0;
+  }
+
+  /** An unsigned varint (negative int64 as two's complement, 10 bytes). */
   varint(v: number | bigint): void {
     let x = BigInt.asUintN(64, BigInt(v));
-    this.ensure(10);
+    this.room(10);
+    const start = this.used;
     while (x >= 0x80n) {
-      this.buf[this.length++] = Number(x & 0x7fn) | 0x80;
+      this.scratch[this.used++] = Number(x & 0x7fn) | 0x80;
       x >>= 7n;
     }
-    this.buf[this.length++] = Number(x);
+    this.scratch[this.used++] = Number(x);
+    this.length += this.used - start;
   }
 
-  tag(field: number, wire: 0 | 1 | 2 | 5): void {
+  tag(field: number, wire: 0 | 2 | 5): void {
     this.varint((field << 3) | wire);
   }
 
+  /** A length-delimited field; chunks of 4 KiB and more are referenced, not copied. */
   bytes(field: number, b: Uint8Array): void {
     this.tag(field, 2);
     this.varint(b.length);
-    this.ensure(b.length);
-    this.buf.set(b, this.length);
+    if (b.length >= 4096) {
+      this.flush();
+      this.parts.push(b);
+    } else {
+      this.room(b.length);
+      this.scratch.set(b, this.used);
+      this.used += b.length;
+    }
     this.length += b.length;
   }
 
@@ -62,19 +83,34 @@ class Writer {
 
   float(field: number, v: number): void {
     this.tag(field, 5);
-    this.ensure(4);
-    new DataView(this.buf.buffer, this.buf.byteOffset + this.length, 4).setFloat32(0, v, true);
+    this.room(4);
+    new DataView(this.scratch.buffer, this.scratch.byteOffset + this.used, 4).setFloat32(0, v, true);
+    this.used += 4;
     this.length += 4;
   }
 
+  /** A nested message: written by `write` into its own chunks, which are then appended by reference. */
   message(field: number, write: (w: Writer) => void): void {
     const inner = new Writer();
     write(inner);
-    this.bytes(field, inner.finish());
+    inner.flush();
+    this.tag(field, 2);
+    this.varint(inner.length);
+    this.flush();
+    for (const p of inner.parts) this.parts.push(p);
+    this.length += inner.length;
   }
 
+  /** Everything written, in one buffer (the one copy of each chunk). */
   finish(): Uint8Array {
-    return this.buf.subarray(0, this.length);
+    this.flush();
+    const out = new Uint8Array(this.length);
+    let at = 0;
+    for (const p of this.parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
   }
 }
 
@@ -135,11 +171,11 @@ export class OnnxGraph {
     this.outputs.push({ name, type, dims });
   }
 
-  /** A float32 initializer. */
+  /** A float32 initializer. The graph keeps `values` (no copy) until serialize(): do not change them. */
   weight(name: string, dims: number[], values: Float32Array): string {
     const n = dims.reduce((a, b) => a * b, 1);
     if (values.length !== n) throw new OnnxExportError(`initializer ${name}: ${values.length} values for shape [${dims.join(', ')}]`);
-    const raw = new Uint8Array(values.buffer, values.byteOffset, values.byteLength).slice();
+    const raw = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
     return this.addInit(name, dims, ONNX_FLOAT, raw);
   }
 
