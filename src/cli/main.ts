@@ -41,7 +41,7 @@ const USAGE = `usage:
                 (the adapter merged into the weights: a plain Hugging Face model folder; --nf4-base merges
                 into the 4-bit base a QLoRA adapter was trained on)
   webtune onnx --model M [--adapter DIR [--nf4-base]] --out FILE.onnx
-                (one ONNX file, opset 17: input_ids → logits, the adapter merged in when given)
+                (one ONNX file, opset 17, with KV cache in Optimum's layout; the adapter merged in when given)
   webtune demo [--steps N] [--out DIR]   (fine-tunes the built-in demo model with LoRA, offline)
   webtune generate --model M (--prompt TEXT | --prompt-ids 1,2,3) [--chat] [--max-new-tokens N]
                    [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--seed S] [--json]
@@ -276,7 +276,7 @@ async function onnxCmd(argv: string[]): Promise<void> {
   const bytes = await exportOnnx(source, { metadata: { base_model: values.model!, ...(values.adapter ? { adapter: values.adapter } : {}) } });
   mkdirSync(dirname(resolve(values.out)), { recursive: true });
   writeFileSync(values.out, bytes);
-  log(`wrote ${values.out} (${(bytes.byteLength / 2 ** 20).toFixed(2)} MiB, ONNX opset ${ONNX_OPSET}, input_ids → logits${values.adapter ? ', adapter merged' : ''}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  log(`wrote ${values.out} (${(bytes.byteLength / 2 ** 20).toFixed(2)} MiB, ONNX opset ${ONNX_OPSET}, with KV cache${values.adapter ? ', adapter merged' : ''}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -165,6 +165,11 @@ export class OnnxGraph {
     return name;
   }
 
+  /** Declare an existing value (a node output already named `name`) as a graph output. */
+  declareOutput(name: string, type: number, dims: Dim[]): void {
+    this.outputs.push({ name, type, dims });
+  }
+
   output(value: string, name: string, type: number, dims: Dim[]): void {
     // The output takes the name asked for: an Identity renames the value.
     this.node('Identity', [value], {}, [name]);

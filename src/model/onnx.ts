@@ -1,15 +1,21 @@
-// A model as an ONNX graph (opset 17, float32): input_ids [batch, sequence] (int64) → logits
-// [batch, sequence, vocab], causal, positions 0 … sequence−1, no KV cache and no padding mask. The
-// math is the Hugging Face models' (peft-spec §6), written with standard ONNX operators only, so any
-// ONNX runtime runs it (onnxruntime-web is the tests' independent oracle):
-//   Llama / Qwen2: Gather embedding → per block RMSNorm → q, k, v (+ biases) → RoPE (rotate_half,
-//   inv_freq with llama3 scaling when configured) → grouped-query attention with a causal mask →
-//   o_proj → residual → RMSNorm → SiLU(gate)·up → down_proj → residual; final RMSNorm; lm_head (or the
-//   tied embedding).
-//   GPT-2: wte + wpe → LayerNorm → c_attn (Conv1D [in, out]) split in q, k, v → attention → c_proj →
-//   residual → LayerNorm → c_fc → GELU (tanh) → c_proj → residual; ln_f; tied lm_head.
+// A model as an ONNX graph (opset 17, float32) in the layout Hugging Face Optimum exports decoders
+// with a KV cache ("text-generation-with-past"), which onnxruntime, Optimum's ORTModelForCausalLM and
+// transformers.js run:
+//   inputs   input_ids [batch, sequence] int64, attention_mask [batch, past + sequence] int64 (1 = token,
+//            0 = padding), position_ids [batch, sequence] int64, past_key_values.{i}.key / .value
+//            [batch, kv_heads, past, head_dim] float32 (past = 0 on the first call)
+//   outputs  logits [batch, sequence, vocab], present.{i}.key / .value [batch, kv_heads, past + sequence,
+//            head_dim] (keys after RoPE, as transformers caches them)
+// The math is the Hugging Face models' (peft-spec §6), written with standard ONNX operators only
+// (onnxruntime-web is the tests' independent oracle):
+//   Llama / Qwen2: Gather embedding → per block RMSNorm → q, k, v (+ biases) → RoPE at position_ids
+//   (rotate_half, inv_freq with llama3 scaling when configured) → keys and values appended to the past
+//   → grouped-query attention, causal and padding-masked → o_proj → residual → RMSNorm → SiLU(gate)·up
+//   → down_proj → residual; final RMSNorm; lm_head (or the tied embedding).
+//   GPT-2: wte + wpe[position_ids] → LayerNorm → c_attn (Conv1D [in, out]) split in q, k, v →
+//   attention → c_proj → residual → LayerNorm → c_fc → GELU (tanh) → c_proj → residual; ln_f; tied head.
 // Linear weights become initializers in [in, out] layout (MatMul without a Transpose node).
-import { OnnxGraph, ONNX_FLOAT, ONNX_INT64, OnnxExportError } from '../io/onnx';
+import { OnnxGraph, ONNX_BOOL, ONNX_FLOAT, ONNX_INT64, OnnxExportError } from '../io/onnx';
 import { ropeInvFreq } from '../kernels/rope';
 import type { ModelConfig } from './config';
 import { linears, modelLayout, type LinearDesc, type NormDesc } from './layout';
@@ -44,20 +50,32 @@ export async function exportOnnx(weights: OnnxWeights, options: OnnxExportOption
   const groups = NH / NKV;
   if (!Number.isInteger(groups)) throw new OnnxExportError(`num_attention_heads ${NH} is not a multiple of num_key_value_heads ${NKV}`);
 
-  // Shared constants.
+  // Inputs.
   const ids = g.input('input_ids', ONNX_INT64, ['batch_size', 'sequence_length']);
-  const shape = g.node('Shape', [ids], {}, undefined, 'input_shape');
-  const seqLen = g.node('Slice', [shape, g.ints('one', [1]), g.ints('two', [2])], {}, undefined, 'seq_len'); // [S]
-  const seqScalar = g.node('Squeeze', [seqLen, g.ints('axis0', [0])], {}, undefined, 'seq_len_scalar');
-  const zeroI = g.intScalar('zero_i64', 0);
-  const oneI = g.intScalar('one_i64', 1);
-  const positions = g.node('Range', [zeroI, seqScalar, oneI], {}, undefined, 'positions'); // [S] int64
+  const attentionMask = g.input('attention_mask', ONNX_INT64, ['batch_size', 'total_sequence_length']);
+  const positionIds = g.input('position_ids', ONNX_INT64, ['batch_size', 'sequence_length']);
+  const past = L.blocks.map((_, i) => ({
+    key: g.input(`past_key_values.${i}.key`, ONNX_FLOAT, ['batch_size', NKV, 'past_sequence_length', D]),
+    value: g.input(`past_key_values.${i}.value`, ONNX_FLOAT, ['batch_size', NKV, 'past_sequence_length', D]),
+  }));
 
-  // Causal mask [S, S]: 0 on and below the diagonal, −inf above.
-  const rows = g.node('Unsqueeze', [positions, g.ints('axis1', [1])], {}, undefined, 'mask_rows'); // [S, 1]
-  const cols = g.node('Unsqueeze', [positions, g.ints('axis0b', [0])], {}, undefined, 'mask_cols'); // [1, S]
-  const future = g.node('Less', [rows, cols], {}, undefined, 'future'); // j > i
-  const mask = g.node('Where', [future, g.scalar('neg_inf', -Infinity), g.scalar('zero_f', 0)], {}, undefined, 'causal_mask');
+  // Sequence lengths as scalars: S (new tokens), T (past + new), P = T − S.
+  const dim1 = (t: string, name: string): string =>
+    g.node('Squeeze', [g.node('Slice', [g.node('Shape', [t]), g.ints('one', [1]), g.ints('two', [2])]), g.ints('axis0', [0])], {}, undefined, name);
+  const S = dim1(ids, 'seq_len');
+  const T = dim1(attentionMask, 'total_len');
+  const P = g.node('Sub', [T, S], {}, undefined, 'past_len');
+
+  // Mask [B, 1, S, T]: query i (absolute position P + i) sees key j when j ≤ P + i and attention_mask[b, j] = 1;
+  // elsewhere float32's lowest value (as transformers; a fully padded row then stays finite).
+  const one = g.intScalar('one_i64', 1);
+  const queryPos = g.node('Unsqueeze', [g.node('Range', [P, T, one]), g.ints('axis1', [1])], {}, undefined, 'query_positions'); // [S, 1]
+  const keyPos = g.node('Unsqueeze', [g.node('Range', [g.intScalar('zero_i64', 0), T, one]), g.ints('axis0', [0])], {}, undefined, 'key_positions'); // [1, T]
+  const causal = g.node('LessOrEqual', [keyPos, queryPos], {}, undefined, 'causal'); // [S, T]
+  const notPad = g.node('Unsqueeze', [g.node('Cast', [attentionMask], { to: ONNX_BOOL }), g.ints('axes12', [1, 2])], {}, undefined, 'not_padding'); // [B, 1, 1, T]
+  const visible = g.node('And', [causal, notPad], {}, undefined, 'visible'); // [B, 1, S, T]
+  const mask4 = g.node('Where', [visible, g.scalar('zero_f', 0), g.scalar('lowest_f32', -3.4028234663852886e38)], {}, undefined, 'attention_bias');
+  const mask = g.node('Unsqueeze', [mask4, g.ints('axis1', [1])], {}, undefined, 'attention_bias5'); // [B, 1, 1, S, T]
 
   // Embeddings.
   const embed = g.weight(L.embed, [c.vocabSize, C], await weights.readF32(L.embed));
@@ -66,10 +84,10 @@ export async function exportOnnx(weights: OnnxWeights, options: OnnxExportOption
   if (L.positions) {
     const wpe = g.weight(L.positions, [c.maxPositions, C], await weights.readF32(L.positions));
     progress(L.positions);
-    x = g.node('Add', [x, g.node('Gather', [wpe, positions], { axis: 0 }, undefined, 'wpe_lookup')], {}, undefined, 'embed_pos');
+    x = g.node('Add', [x, g.node('Gather', [wpe, positionIds], { axis: 0 }, undefined, 'wpe_lookup')], {}, undefined, 'embed_pos');
   }
 
-  // RoPE tables for positions 0 … S−1, computed in the graph as transformers does: freqs = pos ⊗ inv_freq.
+  // RoPE at position_ids, computed in the graph as transformers does: freqs = position ⊗ inv_freq.
   let cos: string | null = null;
   let sin: string | null = null;
   if (c.positions === 'rope') {
@@ -79,9 +97,9 @@ export async function exportOnnx(weights: OnnxWeights, options: OnnxExportOption
       c.ropeTheta,
       s ? { factor: s.factor, low_freq_factor: s.lowFreqFactor, high_freq_factor: s.highFreqFactor, original_max_position_embeddings: s.originalMaxPositionEmbeddings } : undefined,
     );
-    const posF = g.node('Cast', [rows], { to: ONNX_FLOAT }, undefined, 'positions_f32'); // [S, 1]
-    const freqs = g.node('Mul', [posF, g.weight('rope_inv_freq', [D / 2], inv)], {}, undefined, 'rope_freqs'); // [S, D/2]
-    const emb = g.node('Concat', [freqs, freqs], { axis: -1 }, undefined, 'rope_emb'); // [S, D]
+    const posF = g.node('Unsqueeze', [g.node('Cast', [positionIds], { to: ONNX_FLOAT }), g.ints('axis2', [2])], {}, undefined, 'positions_f32'); // [B, S, 1]
+    const freqs = g.node('Mul', [posF, g.weight('rope_inv_freq', [D / 2], inv)], {}, undefined, 'rope_freqs'); // [B, S, D/2]
+    const emb = g.node('Unsqueeze', [g.node('Concat', [freqs, freqs], { axis: -1 }), g.ints('axis1', [1])], {}, undefined, 'rope_emb'); // [B, 1, S, D]
     cos = g.node('Cos', [emb], {}, undefined, 'rope_cos');
     sin = g.node('Sin', [emb], {}, undefined, 'rope_sin');
   }
@@ -134,10 +152,13 @@ export async function exportOnnx(weights: OnnxWeights, options: OnnxExportOption
       k = await linear(b.qkv.k, h);
       v = await linear(b.qkv.v, h);
     }
-    // Grouped-query attention without repeating k and v: q as [B, NKV, G, S, D] against k, v as [B, NKV, 1, S, D].
+    // The new keys (after RoPE) and values appended to the past: the present, returned for the next call.
+    const keys = g.node('Concat', [past[i].key, rope(heads(k, NKV))], { axis: 2 }, [`present.${i}.key`]);
+    const values = g.node('Concat', [past[i].value, heads(v, NKV)], { axis: 2 }, [`present.${i}.value`]);
+    // Grouped-query attention without repeating k and v: q as [B, NKV, G, S, D] against k, v as [B, NKV, 1, T, D].
     const q5 = g.node('Reshape', [rope(heads(q, NH)), g.ints('shape_q5', [0, NKV, groups, -1, D])]);
-    const k5 = g.node('Unsqueeze', [rope(heads(k, NKV)), g.ints('axis2', [2])]);
-    const v5 = g.node('Unsqueeze', [heads(v, NKV), g.ints('axis2', [2])]);
+    const k5 = g.node('Unsqueeze', [keys, g.ints('axis2', [2])]);
+    const v5 = g.node('Unsqueeze', [values, g.ints('axis2', [2])]);
     const scores = g.node('Add', [g.node('Mul', [g.node('MatMul', [q5, g.node('Transpose', [k5], { perm: [0, 1, 2, 4, 3] })]), scale]), mask]);
     const probs = g.node('Softmax', [scores], { axis: -1 }, undefined, `layer${i}.attn_probs`);
     const ctx5 = g.node('MatMul', [probs, v5]); // [B, NKV, G, S, D]
@@ -171,11 +192,14 @@ export async function exportOnnx(weights: OnnxWeights, options: OnnxExportOption
   progress(L.lmHead ?? 'lm_head (tied)');
   const logits = g.node('MatMul', [final, head], {}, undefined, 'lm_head');
   g.output(logits, 'logits', ONNX_FLOAT, ['batch_size', 'sequence_length', c.vocabSize]);
+  for (const [i] of L.blocks.entries()) {
+    for (const kind of ['key', 'value']) g.declareOutput(`present.${i}.${kind}`, ONNX_FLOAT, ['batch_size', NKV, 'total_sequence_length', D]);
+  }
   return g.serialize({
     opset: ONNX_OPSET,
     producer: 'webtune',
     producerVersion: '0.1.0',
-    doc: `${c.hfClass}: input_ids [batch, sequence] → logits [batch, sequence, vocab]; causal, positions 0…sequence−1, no KV cache.`,
+    doc: `${c.hfClass} with a KV cache: input_ids, attention_mask, position_ids, past_key_values.* → logits, present.*`,
     metadata: { architecture: c.hfClass, ...options.metadata },
   });
 }

@@ -330,7 +330,7 @@ export interface TrainApi {
    */
   exportMerged(options?: { dtype?: 'F32' | 'F16' | 'BF16' }): Promise<ExportedFiles>;
   /**
-   * The last run's model as one ONNX file (opset 17, float32, input_ids → logits): the trained model,
+   * The last run's model as one ONNX file (opset 17, float32, KV cache in Optimum's layout): the trained model,
    * or for LoRA / QLoRA the adapter merged into the base first.
    */
   exportOnnx(): Promise<ExportedFiles>;

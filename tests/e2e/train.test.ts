@@ -10,8 +10,9 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Download, Page } from 'playwright-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import * as ort from 'onnxruntime-web';
+import { parseConfig } from '../../src/model/config';
 import { TextTokenizer } from '../../src/model/tokenizer';
+import { greedyOnnx } from '../helpers/onnx';
 import { root, useBuiltSite } from './harness';
 
 const SHOTS = process.env.WEBTUNE_SCREENSHOTS ?? join(root, '.test-results', 'screenshots');
@@ -46,28 +47,11 @@ function safetensorsHeader(bytes: Buffer): Record<string, { dtype: string; shape
 
 
 /** Greedy text of an exported model.onnx run by onnxruntime-web, encoded and decoded with the demo's tokenizer as the page does. */
-async function greedyOnnx(onnx: Buffer, prompt: string, maxNewTokens: number): Promise<string> {
-  const tok = TextTokenizer.fromText(readFileSync(join(root, 'public', 'demo', 'tokenizer.json'), 'utf8'), readFileSync(join(root, 'public', 'demo', 'tokenizer_config.json'), 'utf8'));
-  const eos = [JSON.parse(readFileSync(join(root, 'public', 'demo', 'config.json'), 'utf8')).eos_token_id].flat() as number[];
-  ort.env.wasm.numThreads = 1;
-  const session = await ort.InferenceSession.create(onnx);
-  const seq = tok.encode(prompt, true);
-  const out: number[] = [];
-  try {
-    for (let t = 0; t < maxNewTokens; t++) {
-      const logits = (await session.run({ input_ids: new ort.Tensor('int64', BigInt64Array.from(seq.map(BigInt)), [1, seq.length]) })).logits;
-      const V = logits.dims[2];
-      const last = (logits.data as Float32Array).subarray((seq.length - 1) * V);
-      let best = 0;
-      for (let v = 1; v < V; v++) if (last[v] > last[best]) best = v;
-      if (eos.includes(best)) break;
-      out.push(best);
-      seq.push(best);
-    }
-  } finally {
-    await session.release();
-  }
-  return tok.decode(out);
+async function greedyOnnxText(onnx: Buffer, prompt: string, maxNewTokens: number): Promise<string> {
+  const demo = (f: string): string => readFileSync(join(root, 'public', 'demo', f), 'utf8');
+  const tok = TextTokenizer.fromText(demo('tokenizer.json'), demo('tokenizer_config.json'));
+  const config = parseConfig(demo('config.json'));
+  return tok.decode(await greedyOnnx(onnx, config, tok.encode(prompt, true), maxNewTokens, config.eosTokenIds));
 }
 
 describe('training in headless Chromium (built site)', () => {
@@ -180,7 +164,7 @@ describe('training in headless Chromium (built site)', () => {
     await page.getByRole('button', { name: 'Download ONNX' }).click();
     await expect.poll(() => downloads.length, { timeout: 60_000 }).toBe(1);
     expect(downloads[0].suggestedFilename()).toBe('model.onnx');
-    expect(await greedyOnnx(readFileSync((await downloads[0].path())!), 'Which pet does Mia have?', 6)).toBe(tuned);
+    expect(await greedyOnnxText(readFileSync((await downloads[0].path())!), 'Which pet does Mia have?', 6)).toBe(tuned);
 
     // Training and generation used no network after the model and data were loaded.
     expect(requests.slice(afterLoad).filter((u) => !u.startsWith('blob:') && !u.startsWith('data:'))).toEqual([]);

@@ -1,9 +1,11 @@
 // ONNX export: the exported graph, run by an independent runtime (onnxruntime-web's WebAssembly
 // backend in Node), gives the float64 reference model's logits at every position — Llama (GQA,
 // llama3 rope scaling), Qwen2 (q/k/v biases, tied head), GPT-2 (Conv1D, learned positions, GELU) —
-// for a batch of two sequences; and a real pretrained model (stories260k) decodes the same greedy text.
+// for a batch of two sequences; decoding through its KV cache (past_key_values → present) and a
+// left-padded batch (attention_mask, position_ids) give the same logits; a real pretrained model
+// (stories260k) decodes the same greedy text.
 import * as ort from 'onnxruntime-web';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { memoryFiles } from '../../src/io/files';
 import { directoryFiles } from '../../src/io/files-node';
 import { OnnxExportError, OnnxGraph, ONNX_FLOAT } from '../../src/io/onnx';
@@ -15,11 +17,8 @@ import { argmax } from '../../src/model/sampling';
 import { referenceLogits } from '../../src/ref/model';
 import { expectClose } from '../helpers/compare';
 import { fixture, hasFixture } from '../helpers/fixtures';
+import { emptyPast, greedyOnnx, step, type CacheShape } from '../helpers/onnx';
 import { tinyCheckpointFiles, tinyConfigJson } from '../helpers/tiny-models';
-
-beforeAll(() => {
-  ort.env.wasm.numThreads = 1;
-});
 
 async function referenceWeights(ck: Checkpoint): Promise<Map<string, Float64Array>> {
   const w = new Map<string, Float64Array>();
@@ -27,15 +26,14 @@ async function referenceWeights(ck: Checkpoint): Promise<Map<string, Float64Arra
   return w;
 }
 
-async function runOnnx(bytes: Uint8Array, batch: number[][]): Promise<{ dims: readonly number[]; data: Float32Array }> {
+async function runOnnx(bytes: Uint8Array, c: CacheShape, batch: number[][]): Promise<{ dims: readonly number[]; data: Float32Array }> {
   const session = await ort.InferenceSession.create(bytes);
   try {
-    expect(session.inputNames).toEqual(['input_ids']);
-    expect(session.outputNames).toEqual(['logits']);
-    const S = batch[0].length;
-    const ids = new ort.Tensor('int64', BigInt64Array.from(batch.flat().map(BigInt)), [batch.length, S]);
-    const out = (await session.run({ input_ids: ids })).logits;
-    return { dims: out.dims, data: out.data as Float32Array };
+    const names = (kind: string) => Array.from({ length: c.numLayers }, (_, i) => [`${kind}.${i}.key`, `${kind}.${i}.value`]).flat();
+    expect(session.inputNames).toEqual(['input_ids', 'attention_mask', 'position_ids', ...names('past_key_values')]);
+    expect(session.outputNames).toEqual(['logits', ...names('present')]);
+    const { logits } = await step(session, batch, emptyPast(c, batch.length), 0);
+    return { dims: logits.dims, data: logits.data as Float32Array };
   } finally {
     await session.release();
   }
@@ -71,26 +69,51 @@ describe('exportOnnx: onnxruntime-web computes the reference model', () => {
         [5, 17, 3, 88, 41, 9, 60],
         [2, 2, 71, 30, 15, 96, 1],
       ];
-      const out = await runOnnx(bytes, batch);
+      const out = await runOnnx(bytes, ck.config, batch);
       const V = ck.config.vocabSize;
       expect([...out.dims]).toEqual([2, 7, V]);
       const w = await referenceWeights(ck);
-      for (const [b, seq] of batch.entries()) {
-        const ref = referenceLogits(ck.config, w, [seq]);
-        let m = 0;
-        for (const v of ref) m = Math.max(m, Math.abs(v));
-        expectClose(out.data.subarray(b * 7 * V, (b + 1) * 7 * V), ref, { rtol: 1e-4, atol: 1e-4 * m }, `${arch} sequence ${b}`);
+      const refs = batch.map((seq) => referenceLogits(ck.config, w, [seq]));
+      for (const [b, ref] of refs.entries()) expectSameLogits(out.data.subarray(b * 7 * V, (b + 1) * 7 * V), ref, `${arch} sequence ${b}`);
+
+      // Through the KV cache: 4 tokens, then 2, then 1; each call's logits are the full sequence's rows.
+      const session = await ort.InferenceSession.create(bytes);
+      let past = emptyPast(ck.config, 2);
+      let at = 0;
+      for (const n of [4, 2, 1]) {
+        const r = await step(session, batch.map((s) => s.slice(at, at + n)), past, at);
+        expect([...r.past['past_key_values.0.key'].dims]).toEqual([2, ck.config.numKvHeads, at + n, ck.config.headDim]);
+        for (const b of [0, 1]) expectSameLogits((r.logits.data as Float32Array).subarray(b * n * V, (b + 1) * n * V), refs[b].subarray(at * V, (at + n) * V), `${arch} cached call at ${at}, sequence ${b}`);
+        past = r.past;
+        at += n;
       }
+
+      // Left padding: the second sequence is 4 tokens behind 3 pads (mask 0, positions from its first token).
+      const padded = await step(session, [batch[0], [0, 0, 0, ...batch[1].slice(0, 4)]], emptyPast(ck.config, 2), 0, {
+        mask: [[1, 1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1]],
+        positions: [[0, 1, 2, 3, 4, 5, 6], [1, 1, 1, 0, 1, 2, 3]],
+      });
+      const data = padded.logits.data as Float32Array;
+      expectSameLogits(data.subarray(0, 7 * V), refs[0], `${arch} padded batch, sequence 0`);
+      expectSameLogits(data.subarray((7 + 3) * V, 14 * V), refs[1].subarray(0, 4 * V), `${arch} left-padded sequence`);
+      expect(data.every(Number.isFinite)).toBe(true);
+      await session.release();
     });
   }
 });
+
+function expectSameLogits(actual: Float32Array, expected: Float64Array, label: string): void {
+  let m = 0;
+  for (const v of expected) m = Math.max(m, Math.abs(v));
+  expectClose(actual, expected, { rtol: 1e-4, atol: 1e-4 * m }, label);
+}
 
 describe('exportOnnx of a pre-quantized bitsandbytes folder', () => {
   it('exports the dequantized weights (floatWeights): logits of the reference model on NF4(W)', async () => {
     const ck = await openCheckpoint(memoryFiles('base', tinyCheckpointFiles(tinyConfigJson('llama'), { seed: 13 })));
     const bnb = await openBnbCheckpoint(memoryFiles('bnb', await writeBnbCheckpoint(ck)));
     const read = floatWeights(bnb);
-    const out = await runOnnx(await exportOnnx({ config: bnb.config, readF32: async (n) => (await read(n)).values }), [[4, 8, 15, 16, 23, 42]]);
+    const out = await runOnnx(await exportOnnx({ config: bnb.config, readF32: async (n) => (await read(n)).values }), bnb.config, [[4, 8, 15, 16, 23, 42]]);
     const w = new Map<string, Float64Array>();
     for (const name of ck.tensors.keys()) w.set(name, Float64Array.from((await read(name)).values));
     const ref = referenceLogits(ck.config, w, [[4, 8, 15, 16, 23, 42]]);
@@ -104,20 +127,17 @@ describe('exportOnnx of a pre-quantized bitsandbytes folder', () => {
 });
 
 describe.skipIf(!hasFixture('stories260k'))('exportOnnx on a real pretrained model (stories260k)', () => {
-  it('greedy decoding through onnxruntime-web equals the reference model, token for token', async () => {
+  it('greedy decoding through onnxruntime-web (KV cache) equals the reference model, token for token', async () => {
     const ck = await openCheckpoint(directoryFiles(fixture('stories260k')));
-    const session = await ort.InferenceSession.create(await exportOnnx(ck, { metadata: { source: 'stories260k' } }));
+    const prompt = [1, 403, 407, 261, 378]; // "Once upon a time"
+    const ids = await greedyOnnx(await exportOnnx(ck, { metadata: { source: 'stories260k' } }), ck.config, prompt, 16);
     const w = await referenceWeights(ck);
     const V = ck.config.vocabSize;
-    const seq = [1, 403, 407, 261, 378]; // "Once upon a time"
-    for (let t = 0; t < 12; t++) {
-      const ids = new ort.Tensor('int64', BigInt64Array.from(seq.map(BigInt)), [1, seq.length]);
-      const logits = (await session.run({ input_ids: ids })).logits.data as Float32Array;
-      const next = argmax(logits.subarray((seq.length - 1) * V));
-      const ref = argmax(referenceLogits(ck.config, w, [seq]).subarray((seq.length - 1) * V));
-      expect(next).toBe(ref);
-      seq.push(next);
+    const seq = [...prompt];
+    for (const id of ids) {
+      expect(id).toBe(argmax(referenceLogits(ck.config, w, [seq]).subarray((seq.length - 1) * V)));
+      seq.push(id);
     }
-    await session.release();
+    expect(ids).toHaveLength(16);
   });
 });
