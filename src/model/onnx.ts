@@ -1,6 +1,6 @@
-// A model as an ONNX graph (opset 17, float32) in the layout Hugging Face Optimum exports decoders
-// with a KV cache ("text-generation-with-past"), which onnxruntime, Optimum's ORTModelForCausalLM and
-// transformers.js run:
+// A model as an ONNX graph (opset 17, float32) with the inputs and outputs Hugging Face Optimum gives
+// decoders exported with a KV cache ("text-generation-with-past"; the consumers of that layout, e.g.
+// Optimum's ORTModelForCausalLM, were not run here — onnxruntime-web is):
 //   inputs   input_ids [batch, sequence] int64, attention_mask [batch, past + sequence] int64 (1 = token,
 //            0 = padding), position_ids [batch, sequence] int64, past_key_values.{i}.key / .value
 //            [batch, kv_heads, past, head_dim] float32 (past = 0 on the first call)
