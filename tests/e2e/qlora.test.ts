@@ -40,6 +40,8 @@ describe('QLoRA in headless Chromium (built site)', () => {
     await page.getByLabel('Steps (0 = by epochs)').fill(String(STEPS));
     await page.getByLabel('Evaluate every (steps)').fill(String(STEPS));
     await page.getByLabel('Checkpoint every (steps)').fill('0');
+    // The dataset is tokenized again for the new sequence length; the page settles before Start is pressed.
+    await expect.poll(() => page.getByTestId('data-report').textContent(), { timeout: 30_000 }).toMatch(/sequence length 32\)/);
 
     // ── the memory table marks QLoRA as this run's method, with the LoRA settings shown
     await page.getByRole('radio', { name: /^QLoRA/ }).check();
