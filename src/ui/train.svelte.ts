@@ -100,6 +100,8 @@ export class TrainState {
 
   files = $state.raw<DownloadFile[]>([]);
   exportKind = $state<ExportedFiles['kind'] | null>(null);
+  /** dtype of a merged-model download: the base model's, or f32 / f16 / bf16. */
+  mergedDtype = $state<'base' | 'F32' | 'F16' | 'BF16'>('base');
   /** What is being exported right now (null: nothing). */
   exporting = $state<ExportWhat | null>(null);
   exportError = $state.raw<FriendlyError | null>(null);
@@ -322,7 +324,7 @@ export class TrainState {
     this.exportError = null;
     try {
       const api = workerApi();
-      const f = what === 'merged' ? await api.exportMerged() : what === 'onnx' ? await api.exportOnnx() : stopFirst ? await api.stopAndSave() : await api.exportAdapter();
+      const f = what === 'merged' ? await api.exportMerged({ dtype: this.mergedDtype === 'base' ? undefined : this.mergedDtype }) : what === 'onnx' ? await api.exportOnnx() : stopFirst ? await api.stopAndSave() : await api.exportAdapter();
       this.clearFiles();
       this.files = f.files.map((x) => ({ name: x.name, size: x.bytes.byteLength, url: URL.createObjectURL(new Blob([x.bytes], { type: 'application/octet-stream' })) }));
       this.exportKind = f.kind;

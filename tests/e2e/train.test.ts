@@ -3,7 +3,8 @@
 // settings and the memory estimate → train (the chart gets points, the loss falls, pause holds and
 // resume continues) → "Stop and save" downloads a PEFT adapter whose files are checked → the
 // Playground answers with the base model and with the adapter side by side → "Download ONNX" gives a
-// model.onnx that onnxruntime-web decodes to the adapter's same answer → a second run lists what
+// model.onnx that onnxruntime-web decodes to the adapter's same answer → "Download merged model" as
+// float16 gives F16 safetensors → a second run lists what
 // changed → the configuration link round-trips → a malformed JSONL file shows its bad lines → the
 // page warns before leaving with unsaved steps. No page errors throughout.
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -165,6 +166,17 @@ describe('training in headless Chromium (built site)', () => {
     await expect.poll(() => downloads.length, { timeout: 60_000 }).toBe(1);
     expect(downloads[0].suggestedFilename()).toBe('model.onnx');
     expect(await greedyOnnxText(readFileSync((await downloads[0].path())!), 'Which pet does Mia have?', 6)).toBe(tuned);
+
+    // ── merged into the base, as float16: every tensor F16, config.json says so
+    downloads.length = 0;
+    await page.getByLabel('Merged model dtype').selectOption('F16');
+    await page.getByRole('button', { name: 'Download merged model' }).click();
+    await expect.poll(() => downloads.map((d) => d.suggestedFilename()), { timeout: 60_000 }).toEqual(expect.arrayContaining(['config.json', 'model.safetensors']));
+    const got = async (name: string): Promise<Buffer> => readFileSync((await downloads.find((d) => d.suggestedFilename() === name)!.path())!);
+    const mergedHeader = safetensorsHeader(await got('model.safetensors'));
+    expect(new Set(Object.values(mergedHeader).map((t) => t.dtype))).toEqual(new Set(['F16']));
+    expect(mergedHeader['model.layers.0.self_attn.q_proj.weight'].shape).toEqual([64, 64]);
+    expect(JSON.parse((await got('config.json')).toString('utf8')).torch_dtype).toBe('float16');
 
     // Training and generation used no network after the model and data were loaded.
     expect(requests.slice(afterLoad).filter((u) => !u.startsWith('blob:') && !u.startsWith('data:'))).toEqual([]);
