@@ -62,14 +62,7 @@ async function saveOutputs(out: string, trainer: Trainer, opened: OpenedModel, b
     const files = await exportPeftAdapter(trainer.ctx, opened.config, trainer.plan, baseName);
     for (const [n, data] of Object.entries(files)) writeFileSync(join(out, n), data);
   } else {
-    writeFileSync(join(out, 'model.safetensors'), await trainer.exportModelSafetensors(base));
-    writeFileSync(join(out, 'config.json'), JSON.stringify(base.rawConfig, null, 2));
-    if (base.tokenizerJson) writeFileSync(join(out, 'tokenizer.json'), base.tokenizerJson);
-    if (base.tokenizerConfigJson) writeFileSync(join(out, 'tokenizer_config.json'), base.tokenizerConfigJson);
-    if (base.files.has('generation_config.json')) {
-      const src = await base.files.open('generation_config.json');
-      writeFileSync(join(out, 'generation_config.json'), await src.read(0, src.size));
-    }
+    for (const [n, data] of Object.entries(await trainer.exportCheckpointFiles(base))) writeFileSync(join(out, n), data);
   }
   if (withState) {
     const dir = join(out, 'train_state');

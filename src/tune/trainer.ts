@@ -5,6 +5,7 @@
 import type { GpuContext } from '../gpu';
 import { fromF32, openSafetensors, readTensorF32, writeSafetensors } from '../io/safetensors';
 import { bytesSource } from '../io/bytes';
+import { carriedFileNames } from '../io/bnb';
 import type { Checkpoint } from '../model/checkpoint';
 import type { GpuModel } from '../model/gpu-model';
 import { BatchIterator, evalBatches, type Batch, type DataCursor, type Example } from './data';
@@ -291,6 +292,22 @@ export class Trainer {
       tensors.push({ name: hubName, dtype: 'F32' as const, shape: loc.info.shape, data: fromF32(data, 'F32') });
     }
     return writeSafetensors(tensors, { format: 'pt' });
+  }
+
+  /**
+   * The trained model as a Hugging Face model folder: model.safetensors (exportModelSafetensors),
+   * the base's config.json, and its tokenizer and generation files carried over unchanged.
+   */
+  async exportCheckpointFiles(base: Checkpoint): Promise<Record<string, Uint8Array | string>> {
+    const files: Record<string, Uint8Array | string> = {
+      'config.json': `${JSON.stringify(base.rawConfig, null, 2)}\n`,
+      'model.safetensors': await this.exportModelSafetensors(base),
+    };
+    for (const f of carriedFileNames(base.files)) {
+      const src = await base.files.open(f);
+      files[f] = (await src.read(0, src.size)).slice();
+    }
+    return files;
   }
 
   release(): void {

@@ -46,7 +46,7 @@ import type { Loaded, ModelEngine } from './engine';
 import { BusyError, NoModelError } from './errors';
 import { DEFAULT_AUTOSAVE_SETTINGS, LockedRunError, ResumeError, RunSaver, datasetId, lockHolderLabel, storedConfig, type Stores } from './persist';
 import { throttled } from './throttle';
-import { exportedFiles, ownBuffer } from './transfer';
+import { exportedFiles } from './transfer';
 
 /** Problems sent to the page at most (the count says how many there are). */
 export const PROBLEMS_SHOWN = 500;
@@ -589,27 +589,21 @@ export class TrainingService implements TrainApi {
     return this.exportAdapter();
   }
 
-  async exportAdapter(): Promise<ExportedFiles> {
+  /** The current run's trainer, or the last finished one's: what the exports read. */
+  private exportSource(): { model: Loaded; trainer: Trainer } {
     const src = this.run?.trainer ? { model: this.run.model, trainer: this.run.trainer } : this.last;
     if (!src) throw new NothingToExportError();
-    const { model: m, trainer } = src;
-    if (trainer.plan.loraGroups.length) {
-      const files = await exportPeftAdapter(trainer.ctx, m.ck.config, trainer.plan, m.info.name);
-      return exportedFiles('peft', trainer.step, files);
-    }
-    const files: ExportedFiles['files'] = [
-      { name: 'model.safetensors', bytes: ownBuffer(await trainer.exportModelSafetensors(m.ck)) },
-      { name: 'config.json', bytes: ownBuffer(JSON.stringify(m.ck.rawConfig, null, 2)) },
-    ];
-    if (m.ck.tokenizerJson) files.push({ name: 'tokenizer.json', bytes: ownBuffer(m.ck.tokenizerJson) });
-    if (m.ck.tokenizerConfigJson) files.push({ name: 'tokenizer_config.json', bytes: ownBuffer(m.ck.tokenizerConfigJson) });
-    return { kind: 'checkpoint', step: trainer.step, files };
+    return src;
+  }
+
+  async exportAdapter(): Promise<ExportedFiles> {
+    const { model: m, trainer } = this.exportSource();
+    if (trainer.plan.loraGroups.length) return exportedFiles('peft', trainer.step, await exportPeftAdapter(trainer.ctx, m.ck.config, trainer.plan, m.info.name));
+    return exportedFiles('checkpoint', trainer.step, await trainer.exportCheckpointFiles(m.ck));
   }
 
   async exportMerged(options: { dtype?: MergeDType } = {}): Promise<ExportedFiles> {
-    const src = this.run?.trainer ? { model: this.run.model, trainer: this.run.trainer } : this.last;
-    if (!src) throw new NothingToExportError();
-    const { model: m, trainer } = src;
+    const { model: m, trainer } = this.exportSource();
     if (!trainer.plan.loraGroups.length) {
       throw new AdapterError('only a LoRA or QLoRA run has an adapter to merge; this run changed the model itself: use "Download model"');
     }
@@ -619,16 +613,10 @@ export class TrainingService implements TrainApi {
   }
 
   async exportOnnx(): Promise<ExportedFiles> {
-    const src = this.run?.trainer ? { model: this.run.model, trainer: this.run.trainer } : this.last;
-    if (!src) throw new NothingToExportError();
-    const { model: m, trainer } = src;
-    let files: Record<string, string | Uint8Array>;
-    if (trainer.plan.loraGroups.length) {
-      const adapter = await adapterFromPlan(trainer.ctx, trainer.plan);
-      ({ files } = await mergeLora(m.weights, adapter, { dtype: 'F32', nf4Base: trainer.plan.config.method === 'qlora' }));
-    } else {
-      files = { 'config.json': JSON.stringify(m.ck.rawConfig), 'model.safetensors': await trainer.exportModelSafetensors(m.ck) };
-    }
+    const { model: m, trainer } = this.exportSource();
+    const files = trainer.plan.loraGroups.length
+      ? (await mergeLora(m.weights, await adapterFromPlan(trainer.ctx, trainer.plan), { dtype: 'F32', nf4Base: trainer.plan.config.method === 'qlora' })).files
+      : await trainer.exportCheckpointFiles(m.ck);
     const trained = await openCheckpoint(memoryFiles(m.info.name, files));
     const onnx = await exportOnnx(trained, { metadata: { base_model: m.info.name, method: trainer.plan.config.method, step: String(trainer.step) } });
     return exportedFiles('onnx', trainer.step, { 'model.onnx': onnx });

@@ -1,10 +1,13 @@
-// The training loop: determinism, exact resume, loss masking, NaN protection.
+// The training loop: determinism, exact resume, loss masking, NaN protection; full and partial results
+// exported as a checkpoint folder load back as the trained model.
 import { describe, expect, it } from 'vitest';
 import { memoryFiles } from '../../src/io/files';
 import { openCheckpoint } from '../../src/model/checkpoint';
 import { GpuModel } from '../../src/model/gpu-model';
 import type { Example } from '../../src/tune/data';
+import { InferenceSession } from '../../src/model/inference';
 import { Trainer, type TrainConfig } from '../../src/tune/trainer';
+import { expectClose } from '../helpers/compare';
 import { gpu } from '../helpers/gpu';
 import { tinyCheckpointFiles, tinyConfigJson } from '../helpers/tiny-models';
 
@@ -125,4 +128,32 @@ describe('Trainer', () => {
     t.release();
     model.release();
   });
+
+  for (const [arch, method] of [['llama', { method: 'full' }], ['gpt2', { method: 'partial', trainableLayers: 1, trainLmHead: false }]] as const) {
+    it(`${arch} ${method.method}: the exported checkpoint folder loads back as the trained model`, async () => {
+      const { ctx, ck, model } = await setup(arch);
+      const before = new InferenceSession(model, 16);
+      const base = await before.forward([3, 9, 27, 81]);
+      before.release();
+      const t = new Trainer(ctx, model, { train: examples(8, 3), validation: null, reference: null }, config({ method, evalEvery: 0, steps: 3 }));
+      await t.run();
+      const live = new InferenceSession(model, 16);
+      const trained = await live.forward([3, 9, 27, 81]);
+      live.release();
+      const files = await t.exportCheckpointFiles(ck);
+      t.release();
+      expect(Object.keys(files).sort()).toEqual(['config.json', 'model.safetensors']);
+      const reloaded = await GpuModel.load(ctx, await openCheckpoint(memoryFiles('exported', files)));
+      const s = new InferenceSession(reloaded, 16);
+      const got = await s.forward([3, 9, 27, 81]);
+      s.release();
+      reloaded.release();
+      model.release();
+      let m = 0;
+      for (const v of trained) m = Math.max(m, Math.abs(v));
+      expectClose(got, trained, { rtol: 1e-5, atol: 1e-5 * m }, `${arch} ${method.method} exported`);
+      // Training changed the model (GPT-2 partial: the last block's fused c_attn was joined back from q, k, v).
+      expect(Math.max(...trained.map((v, i) => Math.abs(v - base[i])))).toBeGreaterThan(1e-4);
+    });
+  }
 });
