@@ -4,7 +4,7 @@
 //                    [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--seed S] [--json]
 import { parseArgs } from 'node:util';
 import { acquireNodeContext } from '../gpu/node';
-import { openCheckpoint, type Checkpoint, type GenerationDefaults } from '../model/checkpoint';
+import type { Checkpoint, GenerationDefaults } from '../model/checkpoint';
 import { openModel } from '../model/open';
 import { writeBnbCheckpoint } from '../io/bnb';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -18,9 +18,8 @@ import { TextTokenizer } from '../model/tokenizer';
 import { directoryFiles } from '../io/files-node';
 import { readPeftAdapter } from '../io/peft';
 import { loadAdapterIntoPlan } from '../tune/adapter-io';
-import { floatWeights, mergeLora, type MergeDType } from '../tune/merge';
-import { exportOnnx, ONNX_OPSET, type OnnxWeights } from '../model/onnx';
-import { memoryFiles } from '../io/files';
+import { floatWeights, mergedOnnx, mergeLora, type MergeDType } from '../tune/merge';
+import { exportOnnx, ONNX_OPSET } from '../model/onnx';
 import { planMethod, releasePlan, type MethodPlan } from '../tune/methods';
 import { modelFilesFromArg } from './source';
 import { demoCmd } from './demo';
@@ -260,20 +259,18 @@ async function onnxCmd(argv: string[]): Promise<void> {
   if (values['nf4-base'] && !values.adapter) throw new UsageError('--nf4-base goes with --adapter (it says which base the adapter was trained on)');
   const opened = await loadCheckpoint(values.model);
   const t0 = performance.now();
-  let source: OnnxWeights;
+  const metadata = { base_model: values.model!, ...(values.adapter ? { adapter: values.adapter } : {}) };
+  let bytes: Uint8Array;
   if (values.adapter) {
-    const adapter = await readPeftAdapter(directoryFiles(values.adapter));
-    const { files } = await mergeLora(opened.weights, adapter, {
-      dtype: 'F32',
+    bytes = await mergedOnnx(opened.weights, await readPeftAdapter(directoryFiles(values.adapter)), {
       nf4Base: values['nf4-base'],
       adapterFiles: { config: join(values.adapter, 'adapter_config.json'), weights: join(values.adapter, 'adapter_model.safetensors') },
+      metadata,
     });
-    source = await openCheckpoint(memoryFiles('merged', files));
   } else {
     const read = floatWeights(opened.weights);
-    source = { config: opened.config, readF32: async (name) => (await read(name)).values };
+    bytes = await exportOnnx({ config: opened.config, readF32: async (name) => (await read(name)).values }, { metadata });
   }
-  const bytes = await exportOnnx(source, { metadata: { base_model: values.model!, ...(values.adapter ? { adapter: values.adapter } : {}) } });
   mkdirSync(dirname(resolve(values.out)), { recursive: true });
   writeFileSync(values.out, bytes);
   log(`wrote ${values.out} (${(bytes.byteLength / 2 ** 20).toFixed(2)} MiB, ONNX opset ${ONNX_OPSET}, with KV cache${values.adapter ? ', adapter merged' : ''}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);

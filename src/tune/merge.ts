@@ -17,6 +17,9 @@ import { fromF32, writeSafetensors, type TensorToWrite } from '../io/safetensors
 import type { WeightSource } from '../model/gpu-model';
 import { expectedTensors, linears, modelLayout, type LinearDesc } from '../model/layout';
 import { dequantizeNf4, type Nf4Tensor } from '../quant/nf4';
+import { memoryFiles } from '../io/files';
+import { openCheckpoint } from '../model/checkpoint';
+import { exportOnnx } from '../model/onnx';
 import { checkAdapterFits } from './adapter-io';
 
 export type MergeDType = 'F32' | 'F16' | 'BF16';
@@ -150,6 +153,16 @@ export async function mergeLora(base: WeightSource, adapter: PeftAdapter, option
     files[f] = (await src.read(0, src.size)).slice();
   }
   return { files, merged, dtype };
+}
+
+/** `adapter` merged into `base` (float32), as one ONNX file (src/model/onnx.ts). */
+export async function mergedOnnx(
+  base: WeightSource,
+  adapter: PeftAdapter,
+  options: Pick<MergeOptions, 'nf4Base' | 'adapterFiles'> & { metadata?: Record<string, string> } = {},
+): Promise<Uint8Array> {
+  const { files } = await mergeLora(base, adapter, { dtype: 'F32', nf4Base: options.nf4Base, adapterFiles: options.adapterFiles });
+  return exportOnnx(await openCheckpoint(memoryFiles(base.files.name, files)), { metadata: options.metadata });
 }
 
 /** The base's config.json without quantization_config, with the written dtype. */

@@ -193,10 +193,10 @@ export class RunsState {
     }, false);
   }
 
-  /** Download a stored LoRA run's adapter merged into the loaded base model, as a plain model folder. */
-  async exportMerged(id: string): Promise<void> {
+  /** Download a stored LoRA run's adapter merged into the loaded base model, as a plain model folder or one model.onnx. */
+  async exportMerged(id: string, format: 'folder' | 'onnx' = 'folder'): Promise<void> {
     await this.act(async () => {
-      const f = await workerApi().exportRunMerged(id);
+      const f = await workerApi().exportRunMerged(id, format);
       for (const file of f.files) downloadBlob(new Blob([file.bytes], { type: 'application/octet-stream' }), file.name);
     }, false);
   }

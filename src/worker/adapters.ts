@@ -33,7 +33,7 @@ import {
   writePeftAdapter,
   type UploadedAdapter,
 } from '../tune/adapter-io';
-import { mergeLora } from '../tune/merge';
+import { mergedOnnx, mergeLora } from '../tune/merge';
 import { TRAIN_STATE_VERSION } from '../tune/trainer';
 import type { AdapterApi, AdapterInfo, ExportedFiles, ModelInfo, StoredRunConfig, TrainSettings } from './api';
 import type { AdapterHooks, Loaded, ModelEngine } from './engine';
@@ -221,10 +221,10 @@ export class AdapterLibrary implements AdapterApi, AdapterHooks {
 
   /**
    * A stored LoRA / QLoRA run's adapter (trained or imported) merged into the loaded model, which must
-   * be the run's base: a plain Hugging Face model folder. A QLoRA run merges into the 4-bit base it
-   * was trained on (NF4 as this page quantizes it, dequantized).
+   * be the run's base: a plain Hugging Face model folder, or (`onnx`) that model as one model.onnx.
+   * A QLoRA run merges into the 4-bit base it was trained on (NF4 as this page quantizes it, dequantized).
    */
-  async exportRunMerged(runId: string): Promise<ExportedFiles> {
+  async exportRunMerged(runId: string, format: 'folder' | 'onnx' = 'folder'): Promise<ExportedFiles> {
     const store = await this.stores.get();
     const run = await getRun(store, runId);
     if (!run) throw new RunNotFoundError(runId);
@@ -238,8 +238,10 @@ export class AdapterLibrary implements AdapterApi, AdapterHooks {
     const ck = await loadLatestCheckpoint(store, runId);
     if (!ck) throw new AdapterError(`run "${run.name}" has no checkpoint yet, so there is no adapter to merge`);
     const adapter = await adapterFromState(ck.meta, ck.tensors, `run "${run.name}" (checkpoint of step ${ck.info.step})`);
-    const { files } = await mergeLora(m.weights, adapter, { nf4Base: cfg.settings.method === 'qlora' });
-    return exportedFiles('merged', ck.info.step, files);
+    const nf4Base = cfg.settings.method === 'qlora';
+    if (format === 'folder') return exportedFiles('merged', ck.info.step, (await mergeLora(m.weights, adapter, { nf4Base })).files);
+    const onnx = await mergedOnnx(m.weights, adapter, { nf4Base, metadata: { base_model: m.info.name, adapter: run.name, step: String(ck.info.step) } });
+    return exportedFiles('onnx', ck.info.step, { 'model.onnx': onnx });
   }
 }
 

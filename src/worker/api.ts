@@ -438,8 +438,8 @@ export interface AdapterApi {
   importAdapter(files: File[], name?: string): Promise<AdapterInfo>;
   /** A stored LoRA run's adapter (its latest checkpoint) as PEFT files. */
   exportRunAdapter(runId: string): Promise<ExportedFiles>;
-  /** A stored LoRA / QLoRA run's adapter merged into the loaded model (which must be the run's base), as a plain model folder. */
-  exportRunMerged(runId: string): Promise<ExportedFiles>;
+  /** A stored LoRA / QLoRA run's adapter merged into the loaded model (which must be the run's base), as a plain model folder or one model.onnx. */
+  exportRunMerged(runId: string, format?: 'folder' | 'onnx'): Promise<ExportedFiles>;
 }
 
 export interface StorageReport {

@@ -7,7 +7,7 @@ import { generate } from '../model/generate';
 import { InferenceSession } from '../model/inference';
 import { AdapterError } from '../io/peft';
 import { adapterFromPlan, exportPeftAdapter } from '../tune/adapter-io';
-import { mergeLora, type MergeDType } from '../tune/merge';
+import { mergedOnnx, mergeLora, type MergeDType } from '../tune/merge';
 import { memoryFiles } from '../io/files';
 import { openCheckpoint } from '../model/checkpoint';
 import { exportOnnx } from '../model/onnx';
@@ -614,11 +614,10 @@ export class TrainingService implements TrainApi {
 
   async exportOnnx(): Promise<ExportedFiles> {
     const { model: m, trainer } = this.exportSource();
-    const files = trainer.plan.loraGroups.length
-      ? (await mergeLora(m.weights, await adapterFromPlan(trainer.ctx, trainer.plan), { dtype: 'F32', nf4Base: trainer.plan.config.method === 'qlora' })).files
-      : await trainer.exportCheckpointFiles(m.ck);
-    const trained = await openCheckpoint(memoryFiles(m.info.name, files));
-    const onnx = await exportOnnx(trained, { metadata: { base_model: m.info.name, method: trainer.plan.config.method, step: String(trainer.step) } });
+    const metadata = { base_model: m.info.name, method: trainer.plan.config.method, step: String(trainer.step) };
+    const onnx = trainer.plan.loraGroups.length
+      ? await mergedOnnx(m.weights, await adapterFromPlan(trainer.ctx, trainer.plan), { nf4Base: trainer.plan.config.method === 'qlora', metadata })
+      : await exportOnnx(await openCheckpoint(memoryFiles(m.info.name, await trainer.exportCheckpointFiles(m.ck))), { metadata });
     return exportedFiles('onnx', trainer.step, { 'model.onnx': onnx });
   }
 

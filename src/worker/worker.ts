@@ -72,7 +72,7 @@ const api: WorkerApi = {
   listAdapters: () => adapters.listAdapters(),
   importAdapter: (files, name) => adapters.importAdapter(files, name),
   exportRunAdapter: (runId) => transferred(adapters.exportRunAdapter(runId)),
-  exportRunMerged: (runId) => transferred(adapters.exportRunMerged(runId)),
+  exportRunMerged: (runId, format) => transferred(adapters.exportRunMerged(runId, format)),
 };
 
 // The page names its worker "webtune test-hooks" when opened with ?test-hooks (e2e tests only).

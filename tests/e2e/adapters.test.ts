@@ -3,14 +3,17 @@
 // selector and each answers differently from the base → one run's adapter is downloaded from the run
 // list as PEFT files (safetensors header checked) → those files are imported back as an adapter →
 // it is listed and answers exactly as the run it came from (greedy), and downloads merged into the
-// base from the run list → after a reload it is still
+// base from the run list (a model folder; ONNX that onnxruntime-web decodes to the same answer) →
+// after a reload it is still
 // there, and still answers the same. A PEFT file that is not LoRA is refused, naming the field. No
 // network after the model and data are loaded; no page errors.
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Download, Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { loadDemo, openApp, reload, runRow, setUpRun, waitDone } from './flows';
-import { useBuiltSite } from './harness';
+import { root, useBuiltSite } from './harness';
+import { greedyOnnxText } from '../helpers/onnx';
 
 /** The JSON header of a safetensors file: u64 little-endian length, then that many bytes of JSON. */
 function safetensorsHeader(bytes: Buffer): Record<string, { dtype: string; shape: number[] }> {
@@ -123,13 +126,18 @@ describe('adapters side by side (built site, headless Chromium)', () => {
 
     // ── the imported adapter merged into the loaded base, from the run list: a plain model folder
     downloads.length = 0;
-    await page.getByRole('button', { name: 'Download imported adapter 1 merged into its base model' }).click();
+    await page.getByRole('button', { name: 'Download imported adapter 1 merged into its base model', exact: true }).click();
     await expect.poll(() => downloads.map((d) => d.suggestedFilename()).sort(), { timeout: 30_000 }).toEqual(
       expect.arrayContaining(['config.json', 'model.safetensors', 'tokenizer.json']),
     );
     const merged = safetensorsHeader(readFileSync((await downloads.find((d) => d.suggestedFilename() === 'model.safetensors')!.path())!));
     expect(Object.keys(merged).some((k) => k.includes('lora'))).toBe(false);
     expect(merged['model.layers.3.mlp.down_proj.weight']).toMatchObject({ dtype: 'F32', shape: [64, 128] });
+    // … and as ONNX: onnxruntime-web decodes it to the answer the Playground gave with the adapter.
+    downloads.length = 0;
+    await page.getByRole('button', { name: 'Download imported adapter 1 merged into its base model as ONNX' }).click();
+    await expect.poll(() => downloads.map((d) => d.suggestedFilename()), { timeout: 60_000 }).toEqual(['model.onnx']);
+    expect(await greedyOnnxText(readFileSync((await downloads[0].path())!), join(root, 'public', 'demo'), 'Which pet does Mia have?', 8)).toBe(imported.tuned);
 
     // Generating with stored adapters used no network.
     expect(requests.slice(afterLoad).filter((u) => !u.startsWith('blob:') && !u.startsWith('data:'))).toEqual([]);

@@ -11,9 +11,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Download, Page } from 'playwright-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/model/config';
-import { TextTokenizer } from '../../src/model/tokenizer';
-import { greedyOnnx } from '../helpers/onnx';
+import { greedyOnnxText } from '../helpers/onnx';
 import { root, useBuiltSite } from './harness';
 
 const SHOTS = process.env.WEBTUNE_SCREENSHOTS ?? join(root, '.test-results', 'screenshots');
@@ -47,13 +45,6 @@ function safetensorsHeader(bytes: Buffer): Record<string, { dtype: string; shape
 }
 
 
-/** Greedy text of an exported model.onnx run by onnxruntime-web, encoded and decoded with the demo's tokenizer as the page does. */
-async function greedyOnnxText(onnx: Buffer, prompt: string, maxNewTokens: number): Promise<string> {
-  const demo = (f: string): string => readFileSync(join(root, 'public', 'demo', f), 'utf8');
-  const tok = TextTokenizer.fromText(demo('tokenizer.json'), demo('tokenizer_config.json'));
-  const config = parseConfig(demo('config.json'));
-  return tok.decode(await greedyOnnx(onnx, config, tok.encode(prompt, true), maxNewTokens, config.eosTokenIds));
-}
 
 describe('training in headless Chromium (built site)', () => {
   const env = useBuiltSite();
@@ -165,7 +156,7 @@ describe('training in headless Chromium (built site)', () => {
     await page.getByRole('button', { name: 'Download ONNX' }).click();
     await expect.poll(() => downloads.length, { timeout: 60_000 }).toBe(1);
     expect(downloads[0].suggestedFilename()).toBe('model.onnx');
-    expect(await greedyOnnxText(readFileSync((await downloads[0].path())!), 'Which pet does Mia have?', 6)).toBe(tuned);
+    expect(await greedyOnnxText(readFileSync((await downloads[0].path())!), join(root, 'public', 'demo'), 'Which pet does Mia have?', 6)).toBe(tuned);
 
     // ── merged into the base, as float16: every tensor F16, config.json says so
     downloads.length = 0;

@@ -1,6 +1,10 @@
 // Running exported ONNX models in tests with onnxruntime-web (WebAssembly backend, in Node): the
 // inputs of the with-past layout (src/model/onnx.ts) and greedy decoding with the KV cache.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-web';
+import { parseConfig } from '../../src/model/config';
+import { TextTokenizer } from '../../src/model/tokenizer';
 
 ort.env.wasm.numThreads = 1;
 
@@ -67,4 +71,12 @@ export async function greedyOnnx(onnx: Uint8Array, c: CacheShape, prompt: number
     await session.release();
   }
   return out;
+}
+
+/** Greedy text of a model.onnx whose tokenizer and config.json are in `modelDir`, encoded and decoded as the page does. */
+export async function greedyOnnxText(onnx: Uint8Array, modelDir: string, prompt: string, maxNewTokens: number): Promise<string> {
+  const file = (f: string): string => readFileSync(join(modelDir, f), 'utf8');
+  const tok = TextTokenizer.fromText(file('tokenizer.json'), file('tokenizer_config.json'));
+  const config = parseConfig(file('config.json'));
+  return tok.decode(await greedyOnnx(onnx, config, tok.encode(prompt, true), maxNewTokens, config.eosTokenIds));
 }
