@@ -66,13 +66,17 @@ export function addLoraDelta(
   const out = new Float32Array(w.length);
   const r = t.r;
   const inOut = desc.layout === 'in_out';
+  // Row o of B·A = Σ_j B[o, j] · A[j, :], summed in float64 over contiguous rows of A.
+  const row = new Float64Array(K);
   for (let o = 0; o < M; o++) {
-    for (let i = 0; i < K; i++) {
-      let d = 0;
-      for (let j = 0; j < r; j++) d += t.B[o * r + j] * t.A[j * K + i];
-      const at = inOut ? i * M + o : o * K + i;
-      out[at] = w[at] + scale * d;
+    row.fill(0);
+    for (let j = 0; j < r; j++) {
+      const b = t.B[o * r + j];
+      const a = j * K;
+      for (let i = 0; i < K; i++) row[i] += b * t.A[a + i];
     }
+    if (inOut) for (let i = 0; i < K; i++) out[i * M + o] = w[i * M + o] + scale * row[i];
+    else for (let i = 0; i < K; i++) out[o * K + i] = w[o * K + i] + scale * row[i];
   }
   return out;
 }
