@@ -33,6 +33,9 @@ export interface RunView {
   /** Last training loss, last validation loss (null until measured). */
   loss: number | null;
   evalLoss: number | null;
+  /** Last reference-text loss (forgetting) and the last step's tokens per second (null until measured). */
+  referenceLoss: number | null;
+  tokensPerSec: number | null;
   /** Training loss by step (shared with the Train panel while the run goes). */
   curve: Curve;
   /** Changes from the previous run's configuration; null for the first run. */
@@ -66,6 +69,8 @@ function fromSummary(s: RunSummary): RunView | null {
     totalSteps: s.totalSteps,
     loss: s.lastLoss,
     evalLoss: s.lastEvalLoss,
+    referenceLoss: s.lastReferenceLoss,
+    tokensPerSec: s.tokensPerSec,
     curve: s.curve,
     changes: null,
     createdAt: s.createdAt,
@@ -135,6 +140,8 @@ export class RunsState {
       totalSteps: existing?.totalSteps ?? 0,
       loss: null,
       evalLoss: null,
+      referenceLoss: null,
+      tokensPerSec: null,
       curve,
       changes: null,
       createdAt,
@@ -225,5 +232,14 @@ export class RunsState {
 }
 
 function pickLive(r: RunView): Partial<RunView> {
-  return { status: r.status, step: r.step, totalSteps: r.totalSteps, loss: r.loss, evalLoss: r.evalLoss, curve: r.curve };
+  return {
+    status: r.status,
+    step: r.step,
+    totalSteps: r.totalSteps,
+    loss: r.loss,
+    evalLoss: r.evalLoss,
+    referenceLoss: r.referenceLoss,
+    tokensPerSec: r.tokensPerSec,
+    curve: r.curve,
+  };
 }

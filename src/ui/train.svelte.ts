@@ -262,6 +262,8 @@ export class TrainState {
         step: l?.step ?? 0,
         loss: l?.loss ?? null,
         evalLoss: this.curves.evalLoss.y.at(-1) ?? null,
+        referenceLoss: this.curves.referenceLoss.y.at(-1) ?? null,
+        tokensPerSec: l?.tokensPerSec ?? null,
       });
     }
   }
@@ -273,6 +275,7 @@ export class TrainState {
       step: this.step,
       loss: this.curves.loss.y.at(-1) ?? null,
       evalLoss: this.curves.evalLoss.y.at(-1) ?? null,
+      referenceLoss: this.curves.referenceLoss.y.at(-1) ?? null,
     });
   }
 

@@ -396,6 +396,10 @@ export interface RunSummary {
   curve: { x: number[]; y: number[] };
   lastLoss: number | null;
   lastEvalLoss: number | null;
+  /** Last loss on the reference (general) text: how much the run forgot. */
+  lastReferenceLoss: number | null;
+  /** Training speed at the last recorded step (tokens per second). */
+  tokensPerSec: number | null;
   checkpoint: { id: string; step: number; bytes: number; savedAt: number; reason: CheckpointReason } | null;
   /** Who trains it now (a tab's label), this tab included; null when nobody does. */
   lockedBy: string | null;

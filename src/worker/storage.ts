@@ -115,12 +115,14 @@ function summarize(r: RunRecord, checkpoint: CheckpointInfo | null, lockedBy: st
   const steps = history.filter((e) => e && e.kind === 'step');
   const curve = { x: [] as number[], y: [] as number[] };
   let lastEvalLoss: number | null = null;
+  let lastReferenceLoss: number | null = null;
   for (const e of steps) {
     if (typeof e.loss === 'number' && Number.isFinite(e.loss)) {
       curve.x.push(e.step);
       curve.y.push(e.loss);
     }
     if (typeof e.evalLoss === 'number') lastEvalLoss = e.evalLoss;
+    if (typeof e.referenceLoss === 'number') lastReferenceLoss = e.referenceLoss;
   }
   const last = steps.at(-1);
   const step = checkpoint?.step ?? last?.step ?? 0;
@@ -139,6 +141,8 @@ function summarize(r: RunRecord, checkpoint: CheckpointInfo | null, lockedBy: st
     curve,
     lastLoss: curve.y.at(-1) ?? null,
     lastEvalLoss,
+    lastReferenceLoss,
+    tokensPerSec: typeof steps.at(-1)?.tokensPerSec === 'number' ? steps.at(-1)!.tokensPerSec : null,
     checkpoint: checkpoint ? { id: checkpoint.id, step: checkpoint.step, bytes: checkpoint.byteSize, savedAt: checkpoint.createdAt, reason: checkpoint.reason } : null,
     lockedBy,
     live,

@@ -180,6 +180,10 @@ describe('training in headless Chromium (built site)', () => {
     const changes = page.getByTestId('run-changes');
     expect(await changes.nth(0).textContent()).toBe('first run');
     expect(await changes.nth(1).textContent()).toBe('lr 0.01→0.005, steps 40→2');
+    // Side by side for comparing methods: the forgetting (reference loss) and the speed of each run.
+    expect(await page.getByTestId('run-reference').nth(0).textContent()).toMatch(/^\d+\.\d{4}$/);
+    expect(Number(await page.getByTestId('run-speed').nth(0).textContent())).toBeGreaterThan(0);
+    expect(Number(await page.getByTestId('run-speed').nth(1).textContent())).toBeGreaterThan(0);
     expect(await page.getByTestId('runs-chart').getAttribute('data-points')).not.toBe('0');
     await shot(page, 'train-runs.png');
 
