@@ -15,11 +15,12 @@
 //
 //   npm run bench:kernels -- [--reps 5] [--tfjs-reps 3] [--layouts NN,NT] [--all-variants] [--quick] [--no-tfjs]
 
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { GpuContext, GpuTensor } from '../src/gpu';
+import { fmaCeiling } from './ceiling';
 import { acquireNodeContext } from '../src/gpu/node';
 import { matmul, supportedMatmulVariants, tuneMatmul, type MatmulVariantName } from '../src/kernels/matmul';
 import { median } from '../src/kernels/tuning';
@@ -108,57 +109,18 @@ const rate = (flop: number, t: Timing): Rate => ({ wall: flop / t.wall / 1e9, cp
 const matmulFlop = (s: Shape): number => 2 * s.m * s.n * s.k;
 
 /** GFLOP/s of fma_ceiling (16-deep loop body) or fma_ceiling_shallow (4-deep, for context). */
-async function measureCeiling(ctx: GpuContext, entryPoint = 'fma_ceiling'): Promise<Rate> {
-  const device = ctx.device;
-  const code = readFileSync(join(HERE, 'fma_ceiling.wgsl'), 'utf8');
-  const WG = 64;
-  const groups = 512;
-  const invocations = WG * groups;
-  const layout = device.createBindGroupLayout({
-    entries: [
-      { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
-      { binding: 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' } },
-    ],
-  });
-  const pipeline = await device.createComputePipelineAsync({
-    layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-    compute: { module: device.createShaderModule({ code }), entryPoint, constants: { WG } },
-  });
-  const out = device.createBuffer({ size: invocations * 4, usage: GPUBufferUsage.STORAGE });
-  const uniform = device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-  const bind = device.createBindGroup({
-    layout,
-    entries: [
-      { binding: 0, resource: { buffer: uniform } },
-      { binding: 1, resource: { buffer: out } },
-    ],
-  });
-  const run = async (iters: number): Promise<void> => {
-    const p = new ArrayBuffer(16);
-    new Uint32Array(p, 0, 1)[0] = iters;
-    new Float32Array(p, 4, 2).set([0.999, 1e-3]);
-    device.queue.writeBuffer(uniform, 0, p);
-    const enc = device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bind);
-    pass.dispatchWorkgroups(groups);
-    pass.end();
-    device.queue.submit([enc.finish()]);
-    await ctx.onDone();
-  };
+async function measureCeiling(ctx: GpuContext, entryPoint: 'fma_ceiling' | 'fma_ceiling_shallow' = 'fma_ceiling'): Promise<Rate> {
+  const ceiling = await fmaCeiling(ctx.device, entryPoint);
   // Grow the loop count until one run takes ≥ 0.2 s (SwiftShader: ~200 trips; a GPU: far more).
   let iters = 16;
   for (;;) {
-    const t = await measure(() => run(iters), 1, 1);
+    const t = await measure(() => ceiling.dispatch(iters), 1, 1);
     if (t.wall >= 0.2 || iters >= 1 << 24) break;
     iters = Math.min(1 << 24, Math.ceil(iters * Math.max(2, Math.min(16, 0.3 / Math.max(t.wall, 1e-4)))));
   }
-  const t = await measure(() => run(iters), REPS);
-  out.destroy();
-  uniform.destroy();
-  const depth = entryPoint === 'fma_ceiling' ? 16 : 4;
-  return rate(2 * 4 * 8 * depth * iters * invocations, t);
+  const t = await measure(() => ceiling.dispatch(iters), REPS);
+  ceiling.destroy();
+  return rate(ceiling.flop(iters), t);
 }
 
 // ------------------------------------------------------------------ ours

@@ -19,6 +19,7 @@
 // cheapest way to get data into lanes; quadSwapX is about as cheap as an FMA. Those ratios bound what a
 // matmul can reach there (npm run bench:sampled; shaders/matmul_quad.wgsl).
 import { nodeGpu } from '../src/gpu/node';
+import { fmaCeiling } from './ceiling';
 const gpu = await nodeGpu();
 const adapter = (await gpu.requestAdapter())!;
 const features = (['subgroups', 'float32-filterable'] as GPUFeatureName[]).filter((f) => adapter.features.has(f));
@@ -74,35 +75,8 @@ const bind = device.createBindGroup({
     { binding: 5, resource: texR.createView() },
   ],
 });
-// The FMA ceiling (lane-FMAs per second), as bench/kernels.ts measures it.
-async function ceilingLaneFmas(): Promise<number> {
-  const { readFileSync } = await import('node:fs');
-  const code = readFileSync(new URL('./fma_ceiling.wgsl', import.meta.url), 'utf8');
-  const pipe = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code }), entryPoint: 'fma_ceiling' } });
-  const iters = 128;
-  const groups = 512;
-  const params = device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-  const p = new ArrayBuffer(16);
-  new Uint32Array(p, 0, 1)[0] = iters;
-  new Float32Array(p, 4, 2).set([0.999, 1e-3]);
-  device.queue.writeBuffer(params, 0, p);
-  const res = device.createBuffer({ size: groups * 64 * 4, usage: GPUBufferUsage.STORAGE });
-  const bg = device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: params } }, { binding: 1, resource: { buffer: res } }] });
-  const ms = await time(pipe, bg, groups);
-  return (4 * 8 * 16 * iters * groups * 64) / (ms / 1e3);
-}
-
-async function time(pipe: GPUComputePipeline, bg: GPUBindGroup, groups: number): Promise<number> {
-  const run = async (): Promise<void> => {
-    const enc = device.createCommandEncoder();
-    const p = enc.beginComputePass();
-    p.setPipeline(pipe);
-    p.setBindGroup(0, bg);
-    p.dispatchWorkgroups(groups);
-    p.end();
-    device.queue.submit([enc.finish()]);
-    await device.queue.onSubmittedWorkDone();
-  };
+/** Median wall time of 5 runs after one warm-up, in ms. */
+async function timeMs(run: () => Promise<void>): Promise<number> {
   await run();
   const ms: number[] = [];
   for (let r = 0; r < 5; r++) {
@@ -113,7 +87,10 @@ async function time(pipe: GPUComputePipeline, bg: GPUBindGroup, groups: number):
   return ms.sort((x, y) => x - y)[2];
 }
 
-const ceiling = await ceilingLaneFmas();
+// The FMA ceiling in lane-FMAs per second (a lane-FMA is 2 flops).
+const fma = await fmaCeiling(device);
+const ceiling = fma.flop(128) / 2 / ((await timeMs(() => fma.dispatch(128))) / 1e3);
+fma.destroy();
 console.log(`FMA ceiling: ${(ceiling / 1e9).toFixed(2)} G lane-FMAs/s (${((2 * ceiling) / 1e9).toFixed(1)} GFLOP/s)`);
 let floorMs = 0;
 const chains = Array.from({ length: 16 }, (_, u) => `f${u}`);
@@ -144,7 +121,16 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(local_invocation_i
     layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
     compute: { module, entryPoint: 'main' },
   });
-  const ms = await time(pipe, bind, 256);
+  const ms = await timeMs(async () => {
+    const enc = device.createCommandEncoder();
+    const p = enc.beginComputePass();
+    p.setPipeline(pipe);
+    p.setBindGroup(0, bind);
+    p.dispatchWorkgroups(256);
+    p.end();
+    device.queue.submit([enc.finish()]);
+    await device.queue.onSubmittedWorkDone();
+  });
   if (name === 'fma-chains') floorMs = ms;
   const ops = 256 * 64 * ITER * 16;
   const netNs = ((ms - floorMs) * 1e6) / ops;

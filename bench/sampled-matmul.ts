@@ -19,6 +19,7 @@
 //   npm run bench:sampled -- [M K N]      (K a multiple of 4; default 512 576 1536)
 import { readFileSync } from 'node:fs';
 import { nodeGpu } from '../src/gpu/node';
+import { fmaCeiling } from './ceiling';
 
 const [M, K, N] = process.argv.slice(2, 5).map(Number).concat([512, 576, 1536].slice(process.argv.slice(2, 5).length));
 if (K % 4 !== 0) throw new Error(`K must be a multiple of 4, got ${K}`);
@@ -164,21 +165,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 }`;
 }
 
-async function ceilingRate(): Promise<number> {
-  const code = readFileSync(new URL('./fma_ceiling.wgsl', import.meta.url), 'utf8');
-  const pipe = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code }), entryPoint: 'fma_ceiling' } });
-  const iters = 256;
-  const groups = 1024;
-  const params = device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-  const p = new ArrayBuffer(16);
-  new Uint32Array(p, 0, 1)[0] = iters;
-  new Float32Array(p, 4, 2).set([0.999, 1e-3]);
-  device.queue.writeBuffer(params, 0, p);
-  const out = device.createBuffer({ size: groups * 64 * 4, usage: GPUBufferUsage.STORAGE });
-  const bg = device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: params } }, { binding: 1, resource: { buffer: out } }] });
-  return (2 * 4 * 8 * 16 * iters * groups * 64) / (await cpuSeconds(dispatcher(pipe, bg, [groups, 1]))) / 1e9;
-}
-
 const rows: [string, number][] = [];
 {
   const module = device.createShaderModule({ code: readFileSync(new URL('../shaders/matmul_quad.wgsl', import.meta.url), 'utf8') });
@@ -225,7 +211,9 @@ for (const [RM, RN, WG, QX, UNR] of variants) {
   const label = `sampled ${RM}x${RN} WG${WG} unroll ${UNR}`;
   rows.push([label, await matmulRate(label, dispatcher(pipe, bg, [Math.ceil(N / (QX * 2 * RN)), Math.ceil(M / ((WG / 4 / QX) * 2 * RM))]))]);
 }
-const ceiling = await ceilingRate();
+const fma = await fmaCeiling(device, 'fma_ceiling', 1024);
+const ceiling = fma.flop(256) / (await cpuSeconds(() => fma.dispatch(256))) / 1e9;
+fma.destroy();
 console.log(`${M}x${K}x${N} NT, GFLOP/s by CPU time ÷ 2 cores; FMA ceiling ${ceiling.toFixed(1)} GFLOP/s`);
 for (const [label, g] of rows) console.log(`  ${label.padEnd(36)} ${g.toFixed(2).padStart(6)} GFLOP/s  ${((100 * g) / ceiling).toFixed(0).padStart(3)} % of ceiling`);
 process.exit(0);

@@ -31,7 +31,7 @@
 
 import type { Checkpoint } from '../model/checkpoint';
 import { parseConfig, type ModelConfig } from '../model/config';
-import { expectedTensors, linears, modelLayout, type LinearDesc } from '../model/layout';
+import { expectedTensors, linears, modelLayout, transposed, type LinearDesc } from '../model/layout';
 import {
   NF4_VALUES,
   checkNf4Blocksize,
@@ -195,12 +195,7 @@ export function quantizedLinears(config: ModelConfig): LinearDesc[] {
 export function quantizeLinearWeight(w: Float32Array, desc: LinearDesc, options: QuantizeOptions = {}): Nf4Tensor {
   const { in: K, out: M } = desc;
   if (w.length !== K * M) throw new RangeError(`${desc.module}.weight: ${w.length} values, expected ${M}·${K}`);
-  let wt = w;
-  if (desc.layout === 'in_out') {
-    wt = new Float32Array(K * M);
-    for (let k = 0; k < K; k++) for (let o = 0; o < M; o++) wt[o * K + k] = w[k * M + o];
-  }
-  return quantizeNf4(wt, [M, K], options);
+  return quantizeNf4(desc.layout === 'in_out' ? transposed(w, K, M) : w, [M, K], options);
 }
 
 /** Insert "quantization_config" into config.json's text, keeping everything else byte for byte. */

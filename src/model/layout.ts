@@ -103,6 +103,13 @@ export function modelLayout(c: ModelConfig): ModelLayout {
   };
 }
 
+/** A row-major [rows, cols] matrix as [cols, rows] (between nn.Linear [out, in] and Conv1D [in, out]). */
+export function transposed(w: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = w[r * cols + c];
+  return t;
+}
+
 export function linears(block: BlockDesc): LinearDesc[] {
   const qkv = 'fused' in block.qkv ? [block.qkv.fused] : [block.qkv.q, block.qkv.k, block.qkv.v];
   return [...qkv, block.o, ...(block.gate ? [block.gate] : []), block.up, block.down];

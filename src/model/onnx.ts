@@ -18,7 +18,7 @@
 import { OnnxGraph, ONNX_BOOL, ONNX_FLOAT, ONNX_INT64, OnnxExportError } from '../io/onnx';
 import { ropeInvFreq } from '../kernels/rope';
 import type { ModelConfig } from './config';
-import { linears, modelLayout, type LinearDesc, type NormDesc } from './layout';
+import { linears, modelLayout, transposed, type LinearDesc, type NormDesc } from './layout';
 
 export interface OnnxWeights {
   config: ModelConfig;
@@ -119,11 +119,7 @@ export async function exportOnnx(weights: OnnxWeights, options: OnnxExportOption
   /** x · W (+ b) with W as [in, out] (nn.Linear weights transposed here, Conv1D weights as stored). */
   const linear = async (d: LinearDesc, input: string): Promise<string> => {
     const w = await weights.readF32(`${d.module}.weight`);
-    let inOut = w;
-    if (d.layout === 'out_in') {
-      inOut = new Float32Array(w.length);
-      for (let o = 0; o < d.out; o++) for (let i = 0; i < d.in; i++) inOut[i * d.out + o] = w[o * d.in + i];
-    }
+    const inOut = d.layout === 'out_in' ? transposed(w, d.out, d.in) : w;
     progress(`${d.module}.weight`);
     let y = g.node('MatMul', [input, g.weight(`${d.module}.weight`, [d.in, d.out], inOut)], {}, undefined, d.module);
     if (d.bias) y = g.node('Add', [y, g.weight(`${d.module}.bias`, [d.out], await weights.readF32(`${d.module}.bias`))], {}, undefined, `${d.module}.add_bias`);

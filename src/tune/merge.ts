@@ -15,7 +15,7 @@ import { carriedFileNames, quantizeLinearWeight, type BnbCheckpoint } from '../i
 import { AdapterError, type PeftAdapter } from '../io/peft';
 import { fromF32, writeSafetensors, type TensorToWrite } from '../io/safetensors';
 import type { WeightSource } from '../model/gpu-model';
-import { expectedTensors, linears, modelLayout, type LinearDesc } from '../model/layout';
+import { expectedTensors, linears, modelLayout, transposed, type LinearDesc } from '../model/layout';
 import { dequantizeNf4, type Nf4Tensor } from '../quant/nf4';
 import { memoryFiles } from '../io/files';
 import { openCheckpoint } from '../model/checkpoint';
@@ -84,11 +84,7 @@ export function addLoraDelta(
 /** An NF4 tensor of W [out, in] back in the stored layout of the linear (transposed for Conv1D). */
 function dequantizedAsStored(q: Nf4Tensor, desc: LinearDesc): Float32Array {
   const w = dequantizeNf4(q);
-  if (desc.layout === 'out_in') return w;
-  const { in: K, out: M } = desc;
-  const t = new Float32Array(K * M);
-  for (let o = 0; o < M; o++) for (let k = 0; k < K; k++) t[k * M + o] = w[o * K + k];
-  return t;
+  return desc.layout === 'out_in' ? w : transposed(w, desc.out, desc.in);
 }
 
 /**
